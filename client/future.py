@@ -1,0 +1,372 @@
+"""A ``concurrent.futures.Future`` whose state is the declared lifecycle.
+
+The future holds no rule of its own: every state change goes through its
+manager, which looks the (state, event) pair up in the table compiled from
+``taskfate.fsm.lifecycle`` and calls the callbacks named there. This module
+implements those callbacks (one method per name the declaration uses) and the
+stdlib ``Future`` surface on top of the state.
+
+Lock discipline
+---------------
+One lock per manager (an ``RLock``) guards the state of all its futures. A
+future allocates no lock of its own: it builds a ``Condition`` on the
+manager's lock only when somebody first waits on it, and the stdlib waiter
+list only when ``concurrent.futures.wait`` or ``as_completed`` first asks.
+Done callbacks always run after the lock is released, exactly once each.
+
+Guarantees
+----------
+* ``cancelled()``, ``done()`` and ``running()`` never block.
+* ``result()`` and ``exception()`` block at most ``timeout`` seconds, as in
+  the stdlib.
+* ``cancel()`` blocks at most ``timeout`` seconds (by default the manager's
+  ``cancel_timeout``, after which the lifecycle itself ends the future), and
+  never blocks on a thread that delivers messages, runs done callbacks, or
+  runs an asyncio event loop: there it sends the request and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator
+from concurrent.futures._base import CANCELLED_AND_NOTIFIED, FINISHED, PENDING
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from taskfate.client.errors import ResultDecodeError, TaskFailed, WorkerDied
+from taskfate.fsm import lifecycle as lc
+from taskfate.protocol import TaskCancel, TaskID, TaskResult, TaskResultType
+
+if TYPE_CHECKING:
+    from taskfate.client.manager import FutureManager
+
+_log = logging.getLogger("taskfate.client")
+
+_UNSET: Any = object()
+
+#: What the stdlib's ``wait``/``as_completed`` see for each lifecycle state.
+_STDLIB_STATE = {
+    lc.PENDING: PENDING,
+    lc.CANCEL_REQUESTED: PENDING,
+    lc.DONE: FINISHED,
+    lc.FAILED: FINISHED,
+    lc.CANCELLED: CANCELLED_AND_NOTIFIED,
+}
+_TERMINAL = frozenset(lc.TERMINAL)
+
+
+class Step(NamedTuple):
+    """One entry of a future's history: ``event`` moved it ``source`` -> ``dest``
+    at ``time`` (the manager's clock, ``time.monotonic`` by default)."""
+
+    event: str
+    source: str
+    dest: str
+    time: float
+
+
+class Future(concurrent.futures.Future[Any]):
+    """The client's handle on one submitted task.
+
+    Create futures through :meth:`FutureManager.submit` (or ``track``), never
+    directly: the manager is what routes the scheduler's messages to them.
+    """
+
+    # Attributes every future sets; rarer ones (a waiter's Condition, a
+    # deadline, discarded results, group membership) are class-level defaults
+    # shadowed per instance only when used, so a plain future stays small.
+    __slots__ = ("task_id", "_manager", "_fsm", "_message", "_callbacks", "_history")
+
+    group_id: TaskID | None = None
+    _cond: threading.Condition | None = None
+    _waiter_list: list[Any] | None = None
+    _deadline: float | None = None
+    _discarded: list[TaskResult] | None = None
+    _error: BaseException | None = None
+    _value: Any = _UNSET
+
+    def __init__(self, task_id: TaskID, manager: FutureManager, group_id: TaskID | None = None) -> None:
+        # The stdlib __init__ is deliberately not called: it allocates a
+        # Condition and lists that most futures never use.
+        self.task_id = task_id
+        self._manager = manager
+        self._fsm: str = lc.PENDING
+        self._message: TaskResult | None = None
+        self._callbacks: list[Callable[[Future], object]] | None = None
+        self._history: list[tuple[str, str, str, float]] | None = None
+        if group_id is not None:
+            self.group_id = group_id
+
+    # -- What the lifecycle says ---------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """The lifecycle state's name (``pending``, ``cancel_requested``,
+        ``done``, ``failed`` or ``cancelled``)."""
+        return self._fsm
+
+    @property
+    def history(self) -> tuple[Step, ...]:
+        """The transitions this future went through, oldest first (the most
+        recent ``FutureManager.history_limit`` of them)."""
+        with self._manager._lock:
+            return tuple(Step(*entry) for entry in self._history or ())
+
+    @property
+    def discarded_results(self) -> tuple[TaskResult, ...]:
+        """Results that reached this future after a cancel had won, kept so
+        that no result disappears without a record."""
+        with self._manager._lock:
+            return tuple(self._discarded or ())
+
+    # -- The stdlib surface ----------------------------------------------------
+
+    def cancel(self, timeout: float | None = None, *, force: bool = True) -> bool:
+        """Ask the scheduler to cancel the task; True iff the future ends cancelled.
+
+        Sends one ``TaskCancel`` (none if a cancel is already in flight), then
+        waits until the scheduler answers, a result arrives, the manager's
+        confirm timeout passes, or the client closes; then returns whether the
+        future is cancelled. ``timeout`` bounds this call only: when it runs
+        out first the request stays in flight, the lifecycle still ends the
+        future, and the return value is ``False`` (not cancelled yet).
+        ``timeout=0`` sends the request and returns at once.
+
+        On a thread that delivers messages or runs done callbacks, and on a
+        thread running an asyncio event loop, it never waits: waiting there
+        would block the very answer it waits for.
+
+        ``force`` asks the scheduler to interrupt a task that is already
+        running; without it a running task refuses (cancel fails) and the
+        future goes back to pending.
+        """
+        manager = self._manager
+        with manager._lock:
+            if self._fsm in _TERMINAL:
+                return self._fsm == lc.CANCELLED
+            manager._dispatch(self, lc.CANCEL, force)
+            outbox, finished = manager._take_effects()
+        manager._release_effects(outbox, finished)
+        if timeout is not None and timeout <= 0 or not manager._may_block():
+            return self._fsm == lc.CANCELLED
+        self._wait_while(lc.CANCEL_REQUESTED, manager.cancel_timeout if timeout is None else timeout)
+        if self._fsm == lc.CANCEL_REQUESTED and timeout is None:
+            # Our wait was as long as the lifecycle's own timeout; if no timer
+            # serviced it (a manager run without one), service it now.
+            manager.expire()
+        return self._fsm == lc.CANCELLED
+
+    def cancelled(self) -> bool:
+        """True if the future ended cancelled. Never blocks."""
+        return self._fsm == lc.CANCELLED
+
+    def running(self) -> bool:
+        """Always False: a client cannot observe when a worker starts a task,
+        and a running task can still be cancelled (with ``force``)."""
+        return False
+
+    def done(self) -> bool:
+        """True once the future is terminal (done, failed or cancelled)."""
+        return self._fsm in _TERMINAL
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The task's value; blocks up to ``timeout`` seconds for it.
+
+        Raises ``CancelledError`` if cancelled, the task's exception if it
+        failed, ``TimeoutError`` if still live after ``timeout``, and
+        ``ResultDecodeError`` if the value cannot be deserialized.
+        """
+        if self._fsm not in _TERMINAL:
+            self._wait_until_done(timeout)
+        if self._fsm == lc.DONE:
+            return self._decoded_value()
+        if self._fsm == lc.CANCELLED:
+            raise concurrent.futures.CancelledError(self._cancel_reason())
+        raise self._failure()
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The task's exception (None if it succeeded); blocks like ``result``."""
+        if self._fsm not in _TERMINAL:
+            self._wait_until_done(timeout)
+        if self._fsm == lc.DONE:
+            return None
+        if self._fsm == lc.CANCELLED:
+            raise concurrent.futures.CancelledError(self._cancel_reason())
+        return self._failure()
+
+    def add_done_callback(self, fn: Callable[[Future], object]) -> None:  # type: ignore[override]
+        """Call ``fn(future)`` once the future is terminal, exactly once.
+
+        If it already is, ``fn`` runs now, in this thread. Otherwise it runs in
+        the thread that ends the future, after the manager's lock is released.
+        Exceptions it raises are logged and otherwise ignored.
+        """
+        with self._manager._lock:
+            if self._fsm not in _TERMINAL:
+                if self._callbacks is None:
+                    self._callbacks = [fn]
+                else:
+                    self._callbacks.append(fn)
+                return
+        self._manager._run_callbacks(self, [fn])
+
+    def set_running_or_notify_cancel(self) -> bool:
+        raise RuntimeError("a taskfate future is driven by its lifecycle, not by an executor")
+
+    def set_result(self, result: object) -> None:
+        raise RuntimeError("a taskfate future is driven by its lifecycle; results come from the scheduler")
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        raise RuntimeError("a taskfate future is driven by its lifecycle; failures come from the scheduler")
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return asyncio.wrap_future(self).__await__()
+
+    def __repr__(self) -> str:
+        return f"<Future {self.task_id.hex()[:12]} {self._fsm}>"
+
+    # What concurrent.futures.wait / as_completed / the stdlib's internals
+    # reach for. Built on first use only.
+
+    @property  # type: ignore[override]
+    def _state(self) -> str:
+        return _STDLIB_STATE[self._fsm]
+
+    @property  # type: ignore[override]
+    def _condition(self) -> threading.Condition:
+        if self._cond is None:
+            with self._manager._lock:
+                if self._cond is None:
+                    self._cond = threading.Condition(self._manager._lock)
+        return self._cond
+
+    @property  # type: ignore[override]
+    def _waiters(self) -> list[Any]:
+        if self._waiter_list is None:
+            with self._manager._lock:
+                if self._waiter_list is None:
+                    self._waiter_list = []
+        return self._waiter_list
+
+    # -- Waiting ----------------------------------------------------------------
+
+    def _wait_while(self, state: str, timeout: float | None) -> None:
+        condition = self._condition
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with condition:
+            while self._fsm == state:
+                if deadline is None:
+                    condition.wait()
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return
+                    condition.wait(remaining)
+
+    def _wait_until_done(self, timeout: float | None) -> None:
+        condition = self._condition
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with condition:
+            while self._fsm not in _TERMINAL:
+                if deadline is None:
+                    condition.wait()
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise concurrent.futures.TimeoutError()
+                    condition.wait(remaining)
+
+    # -- Reading what ended the future -------------------------------------------
+
+    def _decoded_value(self) -> Any:
+        value = self._value
+        if value is _UNSET:
+            message = self._message
+            assert message is not None
+            try:
+                value = self._manager.serializer.loads(message.payload)
+            except Exception as exc:
+                raise ResultDecodeError(f"task {self.task_id.hex()} result could not be decoded: {exc!r}") from exc
+            with self._manager._lock:
+                if self._value is _UNSET:
+                    self._value = value
+                value = self._value
+        return value
+
+    def _failure(self) -> BaseException:
+        if self._error is not None:
+            return self._error
+        message = self._message
+        assert message is not None and message.result_type != TaskResultType.SUCCESS
+        error: BaseException
+        if message.result_type == TaskResultType.WORKER_DIED:
+            detail = message.payload.decode("utf-8", "replace") or "no detail"
+            error = WorkerDied(f"worker died running task {self.task_id.hex()}: {detail}")
+        else:
+            try:
+                decoded = self._manager.serializer.loads(message.payload)
+            except Exception as exc:
+                error = TaskFailed(f"task {self.task_id.hex()} failed; its error could not be decoded: {exc!r}")
+            else:
+                error = decoded if isinstance(decoded, BaseException) else TaskFailed(repr(decoded))
+        with self._manager._lock:
+            if self._error is None:
+                self._error = error
+            return self._error
+
+    def _cancel_reason(self) -> str:
+        last = self._history[-1] if self._history else None
+        return f"task {self.task_id.hex()} cancelled ({last[0] if last else 'unknown'})"
+
+    # -- Lifecycle callbacks -------------------------------------------------------
+    # Named in taskfate.fsm.lifecycle and called by the manager, under its lock,
+    # with the event's argument. Their outside effects (messages to send,
+    # callbacks to run) are queued on the manager and released after the lock.
+
+    def keep_result(self, message: TaskResult) -> None:
+        self._message = message
+
+    def discard_result(self, message: TaskResult) -> None:
+        if self._discarded is None:
+            self._discarded = [message]
+        else:
+            self._discarded.append(message)
+        self._manager.stats["discarded_results"] += 1
+        if _log.isEnabledFor(logging.INFO):
+            _log.info("task %s: %s result discarded in state %s", self.task_id.hex(), message.result_type.name, self._fsm)
+
+    def send_cancel(self, force: object) -> None:
+        target = self.group_id if self.group_id is not None else self.task_id
+        self._manager._outbox.append(TaskCancel(target, bool(force) if isinstance(force, bool) else True))
+
+    def cancel_group(self, force: object) -> None:
+        if self.group_id is not None:
+            self._manager._cancel_siblings(self)
+
+    def arm_confirm_timeout(self, _: object) -> None:
+        self._manager._arm_confirm_timeout(self)
+
+    def disarm_confirm_timeout(self, _: object) -> None:
+        self._deadline = None
+
+    def keep_connection_error(self, error: BaseException) -> None:
+        self._error = error
+
+    def note_not_found(self, _: object) -> None:
+        if _log.isEnabledFor(logging.INFO):
+            _log.info("task %s: scheduler does not know it; treated as cancelled", self.task_id.hex())
+
+    def note_timeout(self, _: object) -> None:
+        self._manager.stats["confirm_timeouts"] += 1
+        _log.warning(
+            "task %s: no answer to cancel within %ss; treated as cancelled",
+            self.task_id.hex(),
+            self._manager.cancel_timeout,
+        )
+
+    def note_refused(self, _: object) -> None:
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("task %s: scheduler refused to cancel; still pending", self.task_id.hex())

@@ -1,0 +1,453 @@
+"""The sans-I/O owner of a client's futures.
+
+``FutureManager`` turns incoming protocol messages and local events into
+lifecycle events, executes the compiled declaration for the future each one
+concerns, and hands outgoing messages to a ``send`` callable. It opens no
+socket: a transport (``taskfate.client.transport``), a test, or another
+library's client decides how messages travel.
+
+Effects are released after the lock: callbacks run under the manager's lock
+only record what should happen (a ``TaskCancel`` to send, a future whose done
+callbacks are due); the public method that caused them sends and runs them
+once the lock is free, so a ``send`` that blocks or a callback that calls back
+into the manager cannot deadlock it.
+
+What happens to bad input, never raised into the delivering thread:
+
+* a message for an unknown task id (never submitted, or already finished and
+  forgotten) is counted in ``stats["unknown_task"]`` and logged; a result
+  among them is also kept in ``late_results`` (bounded), so none vanishes
+  without a record;
+* a message the lifecycle has no rule for in the future's state is counted in
+  ``stats["ignored"]`` and logged at debug level;
+* a message that is not for futures (a heartbeat) is counted in
+  ``stats["not_for_futures"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from taskfate.client.errors import ConnectionLost
+from taskfate.client.future import Future
+from taskfate.client.serializer import PickleSerializer, Serializer
+from taskfate.fsm import lifecycle as lc
+from taskfate.fsm.table import Lifecycle, get_lifecycle
+from taskfate.protocol import Message, Task, TaskCancelConfirm, TaskID, TaskResult
+
+_log = logging.getLogger("taskfate.client")
+
+#: Default seconds a cancel may wait for the scheduler's answer before the
+#: lifecycle gives up and ends the future cancelled.
+DEFAULT_CANCEL_TIMEOUT = 30.0
+#: How many transitions each future remembers.
+DEFAULT_HISTORY_LIMIT = 16
+#: How many results for unknown tasks the manager keeps for inspection.
+DEFAULT_LATE_RESULTS = 1024
+
+# A compiled rule with its callbacks resolved to functions of a Future class.
+_Resolved = tuple[str | None, tuple[Callable[[Any, Any], None], ...], tuple[Callable[[Any, Any], None], ...], bool]
+
+_RESULT_EVENTS = tuple(lc.MESSAGE_EVENTS[(TaskResult, kind)] for kind in sorted(k for t, k in lc.MESSAGE_EVENTS if t is TaskResult))
+_CONFIRM_EVENTS = tuple(
+    lc.MESSAGE_EVENTS[(TaskCancelConfirm, kind)] for kind in sorted(k for t, k in lc.MESSAGE_EVENTS if t is TaskCancelConfirm)
+)
+
+_resolved_cache: dict[tuple[type[Future], str], dict[str, dict[str, _Resolved]]] = {}
+
+
+def _resolve(future_class: type[Future], lifecycle: Lifecycle) -> dict[str, dict[str, _Resolved]]:
+    """The lifecycle's table with callback names bound to ``future_class``'s
+    methods, built once per (class, policy) so a step does no ``getattr``."""
+    key = (future_class, lifecycle.policy)
+    table = _resolved_cache.get(key)
+    if table is None:
+        table = {
+            state: {
+                event: (
+                    rule.dest,
+                    tuple(getattr(future_class, name) for name in rule.before),
+                    tuple(getattr(future_class, name) for name in rule.after),
+                    rule.dest in lifecycle.terminal,
+                )
+                for event, rule in rules.items()
+            }
+            for state, rules in lifecycle.table.items()
+        }
+        _resolved_cache[key] = table
+    return table
+
+
+class FutureManager:
+    """Routes protocol messages to the futures of one client.
+
+    ``send`` receives every outgoing message (a ``Task`` on submit, a
+    ``TaskCancel`` on cancel or clear); it is called without the manager's lock
+    held, from whichever thread caused the message.
+
+    ``late_result`` picks the policy for a result that races a cancel
+    (``"cancel"``: the future ends cancelled and the result is recorded as
+    discarded; ``"deliver"``: the result wins). ``cancel_timeout`` bounds how
+    long a cancel waits for the scheduler before the lifecycle ends the future
+    anyway. With ``timer=True`` (the default) one daemon thread per manager,
+    started on the first cancel and gone when no deadline is left, services
+    those timeouts; with ``timer=False`` the owner calls :meth:`expire` itself
+    (a transport's loop, or a test with an injected ``clock``).
+    """
+
+    def __init__(
+        self,
+        send: Callable[[Message], object],
+        *,
+        serializer: Serializer | None = None,
+        late_result: str = lc.DEFAULT_POLICY,
+        cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+        timer: bool = True,
+        history_limit: int = DEFAULT_HISTORY_LIMIT,
+        late_results_limit: int = DEFAULT_LATE_RESULTS,
+        future_class: type[Future] = Future,
+    ) -> None:
+        if not cancel_timeout > 0:
+            raise ValueError("cancel_timeout must be a positive number of seconds")
+        self.lifecycle = get_lifecycle(late_result)
+        self.serializer: Serializer = serializer if serializer is not None else PickleSerializer()
+        self.cancel_timeout = float(cancel_timeout)
+        self.history_limit = history_limit
+        self.stats: collections.Counter[str] = collections.Counter()
+        self.late_results: collections.deque[TaskResult] = collections.deque(maxlen=late_results_limit)
+        self._send = send
+        self._clock = clock
+        self._future_class = future_class
+        self._table = _resolve(future_class, self.lifecycle)
+        self._lock = threading.RLock()
+        self._live: dict[TaskID, Future] = {}
+        self._groups: dict[TaskID, dict[TaskID, Future]] = {}
+        self._outbox: list[Message] = []
+        self._finished: list[Future] = []
+        self._closed = False
+        # Confirm deadlines: (deadline, sequence, future); stale entries are
+        # skipped when popped (the future's _deadline no longer matches).
+        self._deadlines: list[tuple[float, int, Future]] = []
+        self._sequence = itertools.count()
+        self._use_timer = timer
+        self._timer_wakeup = threading.Condition(self._lock)
+        self._timer_thread: threading.Thread | None = None
+        # Threads on which cancel() must not wait: transports register their
+        # I/O thread; callback runs mark themselves through _local.
+        self._service_threads: set[int] = set()
+        self._local = threading.local()
+
+    # -- Public surface -----------------------------------------------------------
+
+    @property
+    def late_result(self) -> str:
+        return self.lifecycle.policy
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __len__(self) -> int:
+        """How many futures are live (not yet terminal)."""
+        return len(self._live)
+
+    def get(self, task_id: TaskID) -> Future | None:
+        """The live future of ``task_id``, if any."""
+        return self._live.get(task_id)
+
+    def live_futures(self) -> list[Future]:
+        """A snapshot of the live futures."""
+        with self._lock:
+            return list(self._live.values())
+
+    def track(self, task_id: TaskID, group_id: TaskID | None = None) -> Future:
+        """A new pending future for ``task_id``, routed but not sent.
+
+        For embedding: when another client library sends its own task
+        messages, it still lets taskfate own the futures.
+        """
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the future manager is closed")
+            if task_id in self._live:
+                raise ValueError(f"task {task_id.hex()} already has a live future")
+            future = self._future_class(task_id, self, group_id)
+            self._live[task_id] = future
+            if group_id is not None:
+                self._groups.setdefault(group_id, {})[task_id] = future
+        return future
+
+    def submit(self, task: Task) -> Future:
+        """Send ``task`` and return its future.
+
+        The future is routable before the task leaves, so even an immediate
+        answer finds it. If ``send`` raises, the future is forgotten and the
+        error propagates: the task never left.
+        """
+        future = self.track(task.task_id, task.group_id)
+        try:
+            self._send(task)
+        except BaseException:
+            with self._lock:
+                self._forget(future)
+            raise
+        return future
+
+    def on_message(self, message: Message) -> None:
+        """Deliver one incoming message. Never raises for bad or late input."""
+        kind = type(message)
+        if kind is TaskResult:
+            event = _RESULT_EVENTS[message.result_type]  # type: ignore[union-attr]
+        elif kind is TaskCancelConfirm:
+            event = _CONFIRM_EVENTS[message.confirm_type]  # type: ignore[union-attr]
+        else:
+            self.stats["not_for_futures"] += 1
+            if _log.isEnabledFor(logging.DEBUG):
+                _log.debug("message not for futures: %r", message)
+            return
+        task_id = message.task_id  # type: ignore[union-attr]
+        with self._lock:
+            future = self._live.get(task_id)
+            if future is not None:
+                self._dispatch(future, event, message)
+            else:
+                members = self._groups.get(task_id)
+                if members:
+                    for member in list(members.values()):
+                        self._dispatch(member, event, message)
+                else:
+                    self._unknown(task_id, message)
+            if not self._outbox and not self._finished:
+                return
+            outbox, finished = self._take_effects()
+        self._release_effects(outbox, finished)
+
+    def dispatch(self, future: Future, event: str, argument: Any = None) -> None:
+        """Fire lifecycle ``event`` on ``future`` directly.
+
+        For tools and tests that speak in events rather than messages; the
+        message path goes through :meth:`on_message`.
+        """
+        with self._lock:
+            self._dispatch(future, event, argument)
+            outbox, finished = self._take_effects()
+        self._release_effects(outbox, finished)
+
+    def clear(self) -> list[Future]:
+        """Ask the scheduler to cancel every live future (forcefully).
+
+        Returns the futures now waiting for an answer; each ends when the
+        scheduler answers, a result arrives, or the confirm timeout passes.
+        """
+        return self._broadcast(lc.CLEAR, True)
+
+    def close(self) -> None:
+        """End every live future cancelled and refuse new ones. Idempotent."""
+        with self._lock:
+            self._closed = True
+        self._broadcast(lc.CLOSE, None)
+        with self._lock:
+            self._deadlines.clear()
+            self._timer_wakeup.notify_all()
+
+    def connection_lost(self, error: BaseException | None = None) -> None:
+        """Fail every live future: nothing more can arrive for them."""
+        if error is None:
+            error = ConnectionLost("the connection to the scheduler was lost")
+        self._broadcast(lc.CONNECTION_LOST, error)
+
+    def expire(self, now: float | None = None) -> int:
+        """Fire every confirm timeout due at ``now`` (default: the clock).
+
+        Returns how many futures it ended. The built-in timer thread calls
+        this; transports that run their own loop, and tests with a fake
+        clock, call it directly.
+        """
+        fired = 0
+        with self._lock:
+            if now is None:
+                now = self._clock()
+            heap = self._deadlines
+            while heap and heap[0][0] <= now:
+                deadline, _, future = heapq.heappop(heap)
+                if future._deadline == deadline and future._fsm == lc.CANCEL_REQUESTED:
+                    self._dispatch(future, lc.CONFIRM_TIMEOUT, None)
+                    fired += 1
+            outbox, finished = self._take_effects()
+        self._release_effects(outbox, finished)
+        return fired
+
+    def next_deadline(self) -> float | None:
+        """The earliest pending confirm deadline on the manager's clock."""
+        with self._lock:
+            return self._deadlines[0][0] if self._deadlines else None
+
+    def mark_service_thread(self, ident: int | None = None) -> None:
+        """Declare that ``ident`` (default: this thread) delivers messages, so
+        ``cancel()`` called there sends without waiting."""
+        self._service_threads.add(threading.get_ident() if ident is None else ident)
+
+    # -- The interpreter ------------------------------------------------------------
+
+    def _dispatch(self, future: Future, event: str, argument: Any) -> None:
+        """Execute one event on one future. Caller holds the lock."""
+        rule = self._table[future._fsm].get(event)
+        if rule is None:
+            self.stats["ignored"] += 1
+            if _log.isEnabledFor(logging.DEBUG):
+                _log.debug("task %s: %s ignored in state %s", future.task_id.hex(), event, future._fsm)
+            return
+        dest, before, after, terminal = rule
+        for callback in before:
+            callback(future, argument)
+        if dest is not None:
+            source = future._fsm
+            future._fsm = dest
+            history = future._history
+            if history is None:
+                future._history = [(event, source, dest, self._clock())]
+            else:
+                history.append((event, source, dest, self._clock()))
+                if len(history) > self.history_limit:
+                    del history[0]
+        for callback in after:
+            callback(future, argument)
+        if dest is None:
+            return
+        if terminal:
+            self._forget(future)
+            waiters = future._waiter_list
+            if waiters:
+                for waiter in waiters:
+                    if dest == lc.CANCELLED:
+                        waiter.add_cancelled(future)
+                    elif dest == lc.FAILED:
+                        waiter.add_exception(future)
+                    else:
+                        waiter.add_result(future)
+            if future._callbacks is not None:
+                self._finished.append(future)
+        if future._cond is not None:
+            future._cond.notify_all()
+
+    def _forget(self, future: Future) -> None:
+        if self._live.get(future.task_id) is future:
+            del self._live[future.task_id]
+        group_id = future.group_id
+        if group_id is not None:
+            members = self._groups.get(group_id)
+            if members is not None:
+                members.pop(future.task_id, None)
+                if not members:
+                    del self._groups[group_id]
+
+    def _broadcast(self, event: str, argument: Any) -> list[Future]:
+        with self._lock:
+            targets = list(self._live.values())
+            for future in targets:
+                self._dispatch(future, event, argument)
+            outbox, finished = self._take_effects()
+            remaining = [future for future in targets if future._fsm == lc.CANCEL_REQUESTED]
+        self._release_effects(outbox, finished)
+        return remaining
+
+    def _cancel_siblings(self, future: Future) -> None:
+        members = self._groups.get(future.group_id) if future.group_id is not None else None
+        if members:
+            for sibling in list(members.values()):
+                if sibling is not future:
+                    self._dispatch(sibling, lc.GROUP_CANCEL, None)
+
+    def _unknown(self, task_id: TaskID, message: Message) -> None:
+        self.stats["unknown_task"] += 1
+        if type(message) is TaskResult:
+            self.late_results.append(message)
+            _log.info("result for unknown or finished task %s kept in late_results", task_id.hex())
+        elif _log.isEnabledFor(logging.DEBUG):
+            _log.debug("message for unknown or finished task %s: %r", task_id.hex(), message)
+
+    def _arm_confirm_timeout(self, future: Future) -> None:
+        deadline = self._clock() + self.cancel_timeout
+        future._deadline = deadline
+        first = not self._deadlines or deadline < self._deadlines[0][0]
+        heapq.heappush(self._deadlines, (deadline, next(self._sequence), future))
+        if self._use_timer and not self._closed:
+            if self._timer_thread is None:
+                self._timer_thread = threading.Thread(target=self._run_timer, name="taskfate-timer", daemon=True)
+                self._timer_thread.start()
+            elif first:
+                self._timer_wakeup.notify()
+
+    def _run_timer(self) -> None:
+        """The manager's one timer thread: sleeps until the next deadline,
+        fires what is due, and exits once nothing is left to time."""
+        self.mark_service_thread()
+        try:
+            while True:
+                with self._lock:
+                    if self._closed or not self._deadlines:
+                        self._timer_thread = None
+                        return
+                    delay = self._deadlines[0][0] - self._clock()
+                    if delay > 0:
+                        self._timer_wakeup.wait(delay)
+                        continue
+                self.expire()
+        finally:
+            self._service_threads.discard(threading.get_ident())
+
+    # -- Effects, released outside the lock --------------------------------------
+
+    def _take_effects(self) -> tuple[list[Message], list[Future]]:
+        outbox, finished = self._outbox, self._finished
+        if outbox:
+            self._outbox = []
+        if finished:
+            self._finished = []
+        return outbox, finished
+
+    def _release_effects(self, outbox: list[Message], finished: list[Future]) -> None:
+        for message in outbox:
+            try:
+                self._send(message)
+            except Exception:
+                # The lifecycle already moved; the confirm timeout ends the
+                # future if this request never reaches the scheduler.
+                _log.exception("sending %r failed", message)
+        for future in finished:
+            callbacks = future._callbacks
+            future._callbacks = None
+            if callbacks:
+                self._run_callbacks(future, callbacks)
+
+    def _run_callbacks(self, future: Future, callbacks: Iterable[Callable[[Future], object]]) -> None:
+        local = self._local
+        outer = getattr(local, "in_callback", False)
+        local.in_callback = True
+        try:
+            for callback in callbacks:
+                try:
+                    callback(future)
+                except Exception:
+                    _log.exception("done callback %r of %r raised", callback, future)
+        finally:
+            local.in_callback = outer
+
+    def _may_block(self) -> bool:
+        """Whether the calling thread may wait for the scheduler's answer."""
+        if threading.get_ident() in self._service_threads or getattr(self._local, "in_callback", False):
+            return False
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return True
+        return False

@@ -1,0 +1,177 @@
+"""Wire codec: messages to ZeroMQ multipart frames and back.
+
+Layout (one bytes object per frame; the first frame is a two-byte tag)::
+
+    Task               [b"TK", task_id, group_id or b"", payload, dependency ids]
+    TaskCancel         [b"TC", task_id, flags]          flags: 1 byte, bit 0 = force
+    TaskCancelConfirm  [b"CC", task_id, confirm_type]   1 byte
+    TaskResult         [b"TR", task_id, result_type, payload]
+    Heartbeat          [b"HB"]
+    ClientDisconnect   [b"DC"]
+
+Task ids are exactly 16 bytes; the dependency frame is their concatenation.
+Nothing here unpickles: payloads stay opaque bytes, so decoding hostile input
+can cost at most a copy of frames that passed the size limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from taskfate.protocol.errors import ProtocolError
+from taskfate.protocol.messages import (
+    TASK_ID_SIZE,
+    CancelConfirmType,
+    ClientDisconnect,
+    Heartbeat,
+    Message,
+    Task,
+    TaskCancel,
+    TaskCancelConfirm,
+    TaskID,
+    TaskResult,
+    TaskResultType,
+)
+
+#: Frames larger than this are refused by :func:`decode` unless the caller
+#: passes another limit. Large enough for real payloads, small enough that a
+#: garbage peer cannot make a client buffer gigabytes per message.
+DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
+
+_TASK = b"TK"
+_CANCEL = b"TC"
+_CONFIRM = b"CC"
+_RESULT = b"TR"
+_HEARTBEAT = b"HB"
+_DISCONNECT = b"DC"
+
+# Enum members indexed by wire value: a tuple index is the cheapest check that
+# also rejects values out of range.
+_CONFIRM_TYPES = tuple(CancelConfirmType)
+_RESULT_TYPES = tuple(TaskResultType)
+_BYTE = tuple(bytes((i,)) for i in range(256))
+
+
+def encode(message: Message) -> list[bytes]:
+    """Frames for ``message``; raises ``TypeError`` for a non-message.
+
+    Encoding is for our own, well-typed values, so a wrong argument is a
+    programming error and reported as one rather than as a ``ProtocolError``.
+    """
+    kind = type(message)
+    if kind is TaskResult:
+        assert isinstance(message, TaskResult)
+        return [_RESULT, bytes(message.task_id), _BYTE[message.result_type], bytes(message.payload)]
+    if kind is TaskCancelConfirm:
+        assert isinstance(message, TaskCancelConfirm)
+        return [_CONFIRM, bytes(message.task_id), _BYTE[message.confirm_type]]
+    if kind is Task:
+        assert isinstance(message, Task)
+        return [
+            _TASK,
+            bytes(message.task_id),
+            b"" if message.group_id is None else bytes(message.group_id),
+            bytes(message.payload),
+            b"".join(message.dependencies),
+        ]
+    if kind is TaskCancel:
+        assert isinstance(message, TaskCancel)
+        return [_CANCEL, bytes(message.task_id), _BYTE[1 if message.force else 0]]
+    if kind is Heartbeat:
+        return [_HEARTBEAT]
+    if kind is ClientDisconnect:
+        return [_DISCONNECT]
+    raise TypeError(f"not a taskfate message: {message!r}")
+
+
+def decode(frames: Sequence[Any], *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> Message:
+    """The message carried by ``frames``.
+
+    Accepts any bytes-like frames (``bytes``, ``bytearray``, ``memoryview``,
+    ``zmq.Frame``). Raises :class:`ProtocolError`, and nothing else, when the
+    input is not a well-formed message: unknown tag, wrong number of frames, a
+    task id that is not 16 bytes, an enum value out of range, a frame over
+    ``max_frame_size`` bytes, or a non-bytes frame.
+    """
+    try:
+        count = len(frames)
+    except TypeError:
+        raise ProtocolError(f"frames must be a sequence, got {type(frames).__name__}") from None
+    if count == 0:
+        raise ProtocolError("no frames")
+    parts = [_as_bytes(frame, index, max_frame_size) for index, frame in enumerate(frames)]
+    entry = _DECODERS.get(parts[0])
+    if entry is None:
+        raise ProtocolError(f"unknown message tag {parts[0][:16]!r}")
+    name, expected, decoder = entry
+    if count != expected:
+        raise ProtocolError(f"{name} takes {expected} frames, got {count}")
+    return decoder(parts)
+
+
+def _as_bytes(frame: Any, index: int, limit: int) -> bytes:
+    if type(frame) is not bytes:
+        # Only the buffer protocol counts as bytes-like: bytes(5) would
+        # silently make five zero bytes out of an int.
+        try:
+            frame = memoryview(frame).tobytes()
+        except TypeError:
+            raise ProtocolError(f"frame {index} is {type(frame).__name__}, not bytes") from None
+    if len(frame) > limit:
+        raise ProtocolError(f"frame {index} is {len(frame)} bytes, over the limit of {limit}")
+    return frame  # type: ignore[no-any-return]
+
+
+def _task_id(raw: bytes, what: str) -> TaskID:
+    if len(raw) != TASK_ID_SIZE:
+        raise ProtocolError(f"{what} must be {TASK_ID_SIZE} bytes, got {len(raw)}")
+    return TaskID(raw)
+
+
+def _enum_byte(raw: bytes, members: tuple[Any, ...], what: str) -> Any:
+    if len(raw) != 1 or raw[0] >= len(members):
+        raise ProtocolError(f"bad {what} {raw[:8]!r}")
+    return members[raw[0]]
+
+
+def _decode_task(parts: list[bytes]) -> Task:
+    _, tid, gid, payload, deps = parts
+    if len(deps) % TASK_ID_SIZE:
+        raise ProtocolError(f"dependency frame is {len(deps)} bytes, not a multiple of {TASK_ID_SIZE}")
+    return Task(
+        _task_id(tid, "task id"),
+        payload,
+        None if not gid else _task_id(gid, "group id"),
+        tuple(TaskID(deps[i : i + TASK_ID_SIZE]) for i in range(0, len(deps), TASK_ID_SIZE)),
+    )
+
+
+def _decode_cancel(parts: list[bytes]) -> TaskCancel:
+    flags = parts[2]
+    if len(flags) != 1 or flags[0] > 1:
+        raise ProtocolError(f"bad cancel flags {flags[:8]!r}")
+    return TaskCancel(_task_id(parts[1], "task id"), flags[0] == 1)
+
+
+def _decode_confirm(parts: list[bytes]) -> TaskCancelConfirm:
+    return TaskCancelConfirm(
+        _task_id(parts[1], "task id"), _enum_byte(parts[2], _CONFIRM_TYPES, "confirm type")
+    )
+
+
+def _decode_result(parts: list[bytes]) -> TaskResult:
+    return TaskResult(
+        _task_id(parts[1], "task id"), _enum_byte(parts[2], _RESULT_TYPES, "result type"), parts[3]
+    )
+
+
+# tag -> (message name, frame count, decoder)
+_DECODERS: dict[bytes, tuple[str, int, Callable[[list[bytes]], Message]]] = {
+    _TASK: ("Task", 5, _decode_task),
+    _CANCEL: ("TaskCancel", 3, _decode_cancel),
+    _CONFIRM: ("TaskCancelConfirm", 3, _decode_confirm),
+    _RESULT: ("TaskResult", 4, _decode_result),
+    _HEARTBEAT: ("Heartbeat", 1, lambda parts: Heartbeat()),
+    _DISCONNECT: ("ClientDisconnect", 1, lambda parts: ClientDisconnect()),
+}
