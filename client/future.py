@@ -197,7 +197,7 @@ class Future(concurrent.futures.Future[Any]):
             raise concurrent.futures.CancelledError(self._cancel_reason())
         return self._failure()
 
-    def add_done_callback(self, fn: Callable[[Future], object]) -> None:  # type: ignore[override]
+    def add_done_callback(self, fn: Callable[[Future], object]) -> None:
         """Call ``fn(future)`` once the future is terminal, exactly once.
 
         If it already is, ``fn`` runs now, in this thread. Otherwise it runs in
@@ -231,20 +231,20 @@ class Future(concurrent.futures.Future[Any]):
     # What concurrent.futures.wait / as_completed / the stdlib's internals
     # reach for. Built on first use only.
 
-    @property  # type: ignore[override]
-    def _state(self) -> str:
+    @property
+    def _state(self) -> str:  # type: ignore[override]
         return _STDLIB_STATE[self._fsm]
 
-    @property  # type: ignore[override]
-    def _condition(self) -> threading.Condition:
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
         if self._cond is None:
             with self._manager._lock:
                 if self._cond is None:
                     self._cond = threading.Condition(self._manager._lock)
         return self._cond
 
-    @property  # type: ignore[override]
-    def _waiters(self) -> list[Any]:
+    @property
+    def _waiters(self) -> list[Any]:  # type: ignore[override]
         if self._waiter_list is None:
             with self._manager._lock:
                 if self._waiter_list is None:

@@ -1,0 +1,128 @@
+"""The executed table against transitions itself.
+
+The futures run a table compiled from the declaration rather than calling
+``transitions`` per message. Here both forms receive the same arbitrary event
+sequences, for every policy, for a lone future and for a graph group, and
+must agree on every state, on the order of every callback and on every
+outgoing message.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from helpers import Harness
+from taskfate.client import ConnectionLost, Future
+from taskfate.fsm import build_machine, lifecycle
+from taskfate.protocol import (
+    CancelConfirmType,
+    TaskCancel,
+    TaskCancelConfirm,
+    TaskID,
+    TaskResult,
+    TaskResultType,
+)
+
+CONFIRMS = {
+    lifecycle.CONFIRM_CANCELED: CancelConfirmType.CANCELED,
+    lifecycle.CONFIRM_CANCEL_FAILED: CancelConfirmType.CANCEL_FAILED,
+    lifecycle.CONFIRM_NOT_FOUND: CancelConfirmType.CANCEL_NOT_FOUND,
+}
+RESULTS = {
+    lifecycle.RESULT_SUCCESS: TaskResultType.SUCCESS,
+    lifecycle.RESULT_FAILED: TaskResultType.FAILED,
+    lifecycle.RESULT_WORKER_DIED: TaskResultType.WORKER_DIED,
+}
+ERROR = ConnectionLost("gone")
+
+
+def argument(event: str, task_id: TaskID, force: bool):
+    if event in RESULTS:
+        return TaskResult(task_id, RESULTS[event], b"")
+    if event in CONFIRMS:
+        return TaskCancelConfirm(task_id, CONFIRMS[event])
+    if event in (lifecycle.CANCEL, lifecycle.CLEAR):
+        return force
+    if event == lifecycle.CONNECTION_LOST:
+        return ERROR
+    return None
+
+
+class TracingFuture(Future):
+    """Logs each lifecycle callback, then does what Future does."""
+
+    trace: list
+
+
+def _traced(name):
+    original = getattr(Future, name)
+
+    def callback(self, arg):
+        TracingFuture.trace.append((self.task_id, name, arg))
+        original(self, arg)
+
+    return callback
+
+
+for _name in lifecycle.CALLBACKS:
+    setattr(TracingFuture, _name, _traced(_name))
+
+
+class Reference:
+    """A transitions model that records callbacks and the messages it would send."""
+
+    def __init__(self, task_id, group_id, trace, sent, siblings):
+        self.task_id, self.group_id = task_id, group_id
+        self.trace, self.sent, self.siblings = trace, sent, siblings
+
+    def send_cancel(self, force):
+        self.trace.append((self.task_id, "send_cancel", force))
+        self.sent.append(TaskCancel(self.group_id or self.task_id, force))
+
+    def cancel_group(self, force):
+        self.trace.append((self.task_id, "cancel_group", force))
+        if self.group_id is not None:
+            for sibling in self.siblings:
+                if sibling is not self:
+                    sibling.trigger(lifecycle.GROUP_CANCEL, None)
+
+
+def _recorder(name):
+    def callback(self, arg):
+        self.trace.append((self.task_id, name, arg))
+
+    return callback
+
+
+for _name in lifecycle.CALLBACKS:
+    if not hasattr(Reference, _name):
+        setattr(Reference, _name, _recorder(_name))
+
+
+steps = st.lists(st.tuples(st.sampled_from(lifecycle.EVENTS), st.integers(0, 2), st.booleans()), max_size=25)
+
+
+@given(st.sampled_from(lifecycle.POLICIES), st.integers(1, 3), steps)
+def test_table_and_transitions_agree(policy, size, events):
+    group_id = TaskID.new() if size > 1 else None
+    h = Harness(policy, future_class=TracingFuture)
+    TracingFuture.trace = []
+    futures = [h.submit(group_id) for _ in range(size)]
+    h.sent.clear()
+
+    ref_trace, ref_sent, models = [], [], []
+    machine = build_machine(policy)
+    for future in futures:
+        model = Reference(future.task_id, group_id, ref_trace, ref_sent, models)
+        models.append(model)
+        machine.add_model(model)
+
+    for event, index, force in events:
+        index %= size
+        arg = argument(event, futures[index].task_id, force)
+        h.manager.dispatch(futures[index], event, arg)
+        models[index].trigger(event, arg)
+        assert [f.state for f in futures] == [m.state for m in models]
+        assert TracingFuture.trace == ref_trace
+        assert h.sent == ref_sent

@@ -1,0 +1,124 @@
+"""The wire codec: round trips, and hostile input that may only raise ProtocolError."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from taskfate.protocol import (
+    CancelConfirmType,
+    ClientDisconnect,
+    Heartbeat,
+    ProtocolError,
+    Task,
+    TaskCancel,
+    TaskCancelConfirm,
+    TaskID,
+    TaskResult,
+    TaskResultType,
+    decode,
+    encode,
+)
+
+task_ids = st.binary(min_size=16, max_size=16).map(TaskID)
+messages = st.one_of(
+    st.builds(Task, task_ids, st.binary(max_size=64), st.none() | task_ids, st.lists(task_ids, max_size=3).map(tuple)),
+    st.builds(TaskCancel, task_ids, st.booleans()),
+    st.builds(TaskCancelConfirm, task_ids, st.sampled_from(CancelConfirmType)),
+    st.builds(TaskResult, task_ids, st.sampled_from(TaskResultType), st.binary(max_size=64)),
+    st.just(Heartbeat()),
+    st.just(ClientDisconnect()),
+)
+
+
+@given(messages)
+def test_every_message_round_trips(message):
+    frames = encode(message)
+    assert all(type(frame) is bytes for frame in frames)
+    assert decode(frames) == message
+
+
+@given(st.lists(st.binary(max_size=40), max_size=6))
+def test_arbitrary_frames_decode_or_raise_protocol_error(frames):
+    try:
+        message = decode(frames)
+    except ProtocolError as error:
+        assert error.reason
+    else:
+        assert encode(message) == frames
+
+
+@given(messages, st.data())
+def test_corrupting_one_frame_never_escapes_protocol_error(message, data):
+    frames = encode(message)
+    index = data.draw(st.integers(0, len(frames) - 1))
+    frames[index] = data.draw(st.binary(max_size=20))
+    try:
+        decode(frames)
+    except ProtocolError:
+        pass
+
+
+@given(st.lists(st.one_of(st.integers(), st.text(), st.none(), st.floats(), st.binary()), max_size=5))
+def test_non_bytes_frames_raise_protocol_error(frames):
+    try:
+        decode(frames)
+    except ProtocolError:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("frames", "fragment"),
+    [
+        ([], "no frames"),
+        ([b"XX"], "unknown message tag"),
+        ([b"TR", b"\x00" * 16, b"\x00"], "TaskResult takes 4 frames"),
+        ([b"TR", b"\x00" * 15, b"\x00", b""], "task id must be 16 bytes"),
+        ([b"TR", b"\x00" * 16, b"\x07", b""], "bad result type"),
+        ([b"CC", b"\x00" * 16, b"\x03"], "bad confirm type"),
+        ([b"TC", b"\x00" * 16, b"\x02"], "bad cancel flags"),
+        ([b"TK", b"\x00" * 16, b"\x01", b"", b""], "group id must be 16 bytes"),
+        ([b"TK", b"\x00" * 16, b"", b"", b"\x00" * 17], "not a multiple of 16"),
+        ([b"TR", b"\x00" * 16, b"\x00", 5], "frame 3 is int"),
+        (None, "frames must be a sequence"),
+    ],
+)
+def test_malformed_frames_name_the_problem(frames, fragment):
+    with pytest.raises(ProtocolError, match=fragment):
+        decode(frames)
+
+
+def test_frame_size_limit_is_configurable():
+    frames = encode(TaskResult(TaskID.new(), TaskResultType.SUCCESS, b"x" * 100))
+    assert decode(frames, max_frame_size=100).payload == b"x" * 100
+    with pytest.raises(ProtocolError, match="over the limit of 99"):
+        decode(frames, max_frame_size=99)
+
+
+def test_bytes_like_frames_are_accepted():
+    message = TaskCancelConfirm(TaskID.new(), CancelConfirmType.CANCEL_FAILED)
+    frames = [memoryview(frame) for frame in encode(message)]
+    frames[1] = bytearray(frames[1])
+    assert decode(frames) == message
+
+
+def test_messages_are_immutable_values():
+    task_id = TaskID.new()
+    assert TaskCancel(task_id, True) == TaskCancel(task_id, True)
+    assert TaskCancel(task_id, True) != TaskCancel(task_id, False)
+    assert TaskCancelConfirm(task_id, CancelConfirmType.CANCELED) != TaskResult(task_id, TaskResultType.SUCCESS)
+    with pytest.raises(AttributeError):
+        TaskCancel(task_id, True).force = False  # type: ignore[misc]
+
+
+def test_task_id_is_sixteen_bytes():
+    assert len(TaskID.new()) == 16
+    assert TaskID.new() != TaskID.new()
+    with pytest.raises(ValueError):
+        TaskID(b"short")
+
+
+def test_encode_refuses_non_messages():
+    with pytest.raises(TypeError):
+        encode("not a message")  # type: ignore[arg-type]
