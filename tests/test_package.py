@@ -5,17 +5,27 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from importlib.metadata import distribution
+import zipfile
 from pathlib import Path
 
 import pytest
 
 
-def test_layers_install_under_the_taskfate_namespace_only():
-    files = [str(f) for f in distribution("taskfate").files or []]
-    for bare in ("client", "protocol", "fsm"):
-        assert importlib.util.find_spec(f"taskfate.{bare}") is not None
-        assert not any(f.startswith(f"{bare}/") for f in files), f"a bare top-level {bare} is installed"
+@pytest.mark.timeout(300)
+def test_the_wheel_installs_only_under_the_taskfate_namespace(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
+        check=True,
+        timeout=280,
+    )
+    (wheel,) = tmp_path.glob("taskfate-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names}
+    assert top == {"taskfate", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
+    for layer in ("protocol", "fsm", "client"):
+        assert f"taskfate/{layer}/__init__.py" in names
+        assert f"taskfate/{layer}/py.typed" in names
 
 
 @pytest.mark.parametrize("layer", ["protocol", "fsm", "client"])
