@@ -61,15 +61,18 @@ _CONFIRM_EVENTS = tuple(
     lc.MESSAGE_EVENTS[(TaskCancelConfirm, kind)] for kind in sorted(k for t, k in lc.MESSAGE_EVENTS if t is TaskCancelConfirm)
 )
 
-_resolved_cache: dict[tuple[type[Future], str], dict[str, dict[str, _Resolved]]] = {}
+# Keyed by the lifecycle's identity (the cache holds a reference, so an id is
+# never reused while its entry lives): a hand-built lifecycle, such as a test's
+# deliberately broken declaration, never shares a table with a stock one.
+_resolved_cache: dict[tuple[type[Future], int], tuple[Lifecycle, dict[str, dict[str, _Resolved]]]] = {}
 
 
 def _resolve(future_class: type[Future], lifecycle: Lifecycle) -> dict[str, dict[str, _Resolved]]:
     """The lifecycle's table with callback names bound to ``future_class``'s
-    methods, built once per (class, policy) so a step does no ``getattr``."""
-    key = (future_class, lifecycle.policy)
-    table = _resolved_cache.get(key)
-    if table is None:
+    methods, built once per (class, lifecycle) so a step does no ``getattr``."""
+    key = (future_class, id(lifecycle))
+    cached = _resolved_cache.get(key)
+    if cached is None:
         table = {
             state: {
                 event: (
@@ -82,8 +85,9 @@ def _resolve(future_class: type[Future], lifecycle: Lifecycle) -> dict[str, dict
             }
             for state, rules in lifecycle.table.items()
         }
-        _resolved_cache[key] = table
-    return table
+        _resolved_cache[key] = (lifecycle, table)
+        return table
+    return cached[1]
 
 
 class FutureManager:
@@ -95,7 +99,9 @@ class FutureManager:
 
     ``late_result`` picks the policy for a result that races a cancel
     (``"cancel"``: the future ends cancelled and the result is recorded as
-    discarded; ``"deliver"``: the result wins). ``cancel_timeout`` bounds how
+    discarded; ``"deliver"``: the result wins). It may also be a compiled
+    :class:`~taskfate.fsm.Lifecycle`, for tools that run a declaration of
+    their own (the explorer's deliberately broken copies, for instance). ``cancel_timeout`` bounds how
     long a cancel waits for the scheduler before the lifecycle ends the future
     anyway. With ``timer=True`` (the default) one daemon thread per manager,
     started on the first cancel and gone when no deadline is left, services
@@ -108,7 +114,7 @@ class FutureManager:
         send: Callable[[Message], object],
         *,
         serializer: Serializer | None = None,
-        late_result: str = lc.DEFAULT_POLICY,
+        late_result: str | Lifecycle = lc.DEFAULT_POLICY,
         cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
         timer: bool = True,
@@ -118,7 +124,7 @@ class FutureManager:
     ) -> None:
         if not cancel_timeout > 0:
             raise ValueError("cancel_timeout must be a positive number of seconds")
-        self.lifecycle = get_lifecycle(late_result)
+        self.lifecycle = late_result if isinstance(late_result, Lifecycle) else get_lifecycle(late_result)
         self.serializer: Serializer = serializer if serializer is not None else PickleSerializer()
         self.cancel_timeout = float(cancel_timeout)
         self.history_limit = history_limit
