@@ -1,6 +1,6 @@
 """The ``taskfate`` command line.
 
-Each subcommand lives in its own module exposing ``register(subparsers)``,
+Each subcommand lives in its own module under ``taskfate.client.commands`` exposing ``register(subparsers)``,
 which adds a parser whose ``handler`` default takes the parsed arguments and
 returns the exit status. The list below is the only place that names them.
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 _COMMANDS = (
-    "taskfate.client.demo",
+    "taskfate.client.commands.demo",
 )
 
 
