@@ -24,8 +24,9 @@ def test_the_wheel_installs_only_under_the_taskfate_namespace(tmp_path):
     top = {name.split("/")[0] for name in names}
     assert top == {"taskfate", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
     for layer in ("protocol", "fsm", "client"):
-        assert f"taskfate/{layer}/__init__.py" in names
         assert f"taskfate/{layer}/py.typed" in names
+        for source in (root / layer).rglob("*.py"):
+            assert f"taskfate/{source.relative_to(root).as_posix()}" in names, f"{source} is not in the wheel"
 
 
 @pytest.mark.parametrize("layer", ["protocol", "fsm", "client"])
