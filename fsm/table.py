@@ -121,3 +121,42 @@ def get_lifecycle(policy: str) -> Lifecycle:
         return LIFECYCLES[policy]
     except KeyError:
         raise ValueError(f"unknown late_result policy {policy!r}; choose one of {lifecycle.POLICIES}") from None
+
+
+class Executor:
+    """Runs a compiled lifecycle on plain model objects.
+
+    The generic form of what the client's ``FutureManager`` does in its own
+    tuned loop: each model keeps its state name in ``state``; callbacks named
+    in the declaration are methods of ``model_class`` taking the event's one
+    argument, resolved once here. Used by the reference scheduler, whose
+    tasks need no waiter or callback machinery.
+    """
+
+    def __init__(self, lifecycle: Lifecycle, model_class: type) -> None:
+        self.lifecycle = lifecycle
+        self._table = {
+            state: {
+                event: (
+                    rule.dest,
+                    tuple(getattr(model_class, name) for name in rule.before),
+                    tuple(getattr(model_class, name) for name in rule.after),
+                )
+                for event, rule in rules.items()
+            }
+            for state, rules in lifecycle.table.items()
+        }
+
+    def fire(self, model: Any, event: str, argument: Any = None) -> bool:
+        """Apply ``event`` to ``model``; False when its state has no rule for it."""
+        rule = self._table[model.state].get(event)
+        if rule is None:
+            return False
+        dest, before, after = rule
+        for callback in before:
+            callback(model, argument)
+        if dest is not None:
+            model.state = dest
+        for callback in after:
+            callback(model, argument)
+        return True
