@@ -305,12 +305,14 @@ class Client:
                 poll_ms = 0 if self._outgoing else max(0, math.ceil((wake_at - now) * 1000))
                 ready = dict(poller.poll(poll_ms))
                 if self._wake_r in ready:
-                    self._wake_pending = False
+                    # Drain first, then clear the flag: a sender that sets the
+                    # flag after this point also writes a byte we will see.
                     try:
                         while os.read(self._wake_r, 4096):
                             pass
                     except (BlockingIOError, OSError):
                         pass
+                    self._wake_pending = False
                 if socket in ready:
                     if self._receive(socket):
                         last_heard = time.monotonic()
