@@ -332,11 +332,13 @@ def _node_roles(lifecycle: Lifecycle, steps: Sequence[HistoryStep] | None) -> di
 class _LifecycleGraph(GraphMachine):
     """``transitions``' diagram machine with taskfate's node styles."""
 
-    style_attributes = {"node": _STYLES, "edge": {}, "graph": {}}
+    style_attributes = {"node": {name: dict(style) for name, style in _STYLES.items()}, "edge": {}, "graph": {}}
 
 
 class _Model:
     """The object a ``GraphMachine`` hangs its graph and triggers on."""
+
+    get_graph: Any  # bound by the machine when the model is added
 
 
 def _title(policy: str, history: bool) -> str:
