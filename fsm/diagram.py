@@ -57,6 +57,7 @@ from taskfate.fsm import lifecycle as lc
 from taskfate.fsm.table import DeclarationError, Lifecycle, compile_machine, get_lifecycle
 
 __all__ = [
+    "DeclaredRule",
     "DocsError",
     "HistoryError",
     "HistoryStep",
