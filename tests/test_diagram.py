@@ -460,6 +460,12 @@ def test_cli_falls_back_to_the_dot_program(capsysbinary, monkeypatch, tmp_path):
     status, out, err = run_cli(capsysbinary, "--format", "svg")
     assert status == 0, err
     assert out.decode() == "format -Tsvg\n" + diagram.dot()
+    h, future = _refused_then_raced("deliver")
+    saved = tmp_path / "future.json"
+    saved.write_text(diagram.history_to_json(future.history, policy=h.manager.late_result))
+    status, out, err = run_cli(capsysbinary, "--history", str(saved), "--format", "png", "--output", str(tmp_path / "path.png"))
+    assert status == 0, err
+    assert (tmp_path / "path.png").read_text() == "format -Tpng\n" + diagram.dot("deliver", future.history)
 
 
 @pytest.mark.timeout(60)
