@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 _COMMANDS = (
     "taskfate.client.commands.demo",
     "taskfate.client.commands.scheduler",
+    "taskfate.client.commands.diagram",
 )
 
 
