@@ -127,6 +127,7 @@ class Client:
         self._stopping = False
         self._closed = False
         self._close_lock = threading.Lock()
+        self._release_on_exit = False
         self._context: zmq.Context[Any] = zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -244,16 +245,20 @@ class Client:
         self._enqueue(ClientDisconnect())
         self._stopping = True
         self._wake()
+        if threading.current_thread() is self._thread:
+            self._release_on_exit = True  # closed from a done callback: the loop cleans up as it ends
+            return
         self._thread.join(CLOSE_TIMEOUT)
         if not self._thread.is_alive():
-            self._context.term()
+            self._release()
         else:
             _log.warning("client I/O thread did not stop within %ss", CLOSE_TIMEOUT)
+
+    def _release(self) -> None:
+        """Free the context and the wake-up pipe once the I/O thread is done."""
+        self._context.term()
         for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            os.close(fd)
 
     def __enter__(self) -> Client:
         return self
@@ -335,6 +340,8 @@ class Client:
             self._manager.connection_lost(ConnectionLost("the client's I/O thread crashed"))
         finally:
             socket.close(linger=100 if self._stopping else 0)
+            if self._release_on_exit:
+                self._release()
 
     def _receive(self, socket: zmq.Socket[Any]) -> bool:
         heard = False

@@ -354,3 +354,14 @@ def test_the_scheduler_answers_not_found_for_unknown_and_finished_tasks(schedule
         ]
     finally:
         raw.close()
+
+
+def test_closing_the_client_from_a_done_callback(scheduler):
+    client = Client(scheduler.address)
+    future = client.submit(operator.add, 1, 1)
+    closed = threading.Event()
+    future.add_done_callback(lambda f: (client.close(), closed.set()))
+    assert closed.wait(WAIT)
+    assert future.result(timeout=0) == 2
+    client._thread.join(WAIT)
+    assert not client._thread.is_alive()
