@@ -25,23 +25,14 @@ test. Nothing else of Scaler's is replaced or patched.
 
 What the boundary maps
 ----------------------
-============================================  =====================================
-Scaler message (``scaler.protocol.capnp``)    taskfate message (``taskfate.protocol``)
-============================================  =====================================
-``TaskResult`` ``success``                    ``TaskResult`` ``SUCCESS``
-``TaskResult`` ``failed``                     ``TaskResult`` ``FAILED``
-``TaskResult`` ``failedWorkerDied``           ``TaskResult`` ``WORKER_DIED``
-``TaskCancelConfirm`` ``canceled``            ``TaskCancelConfirm`` ``CANCELED``
-``TaskCancelConfirm`` ``cancelFailed``        ``TaskCancelConfirm`` ``CANCEL_FAILED``
-``TaskCancelConfirm`` ``cancelNotFound``      ``TaskCancelConfirm`` ``CANCEL_NOT_FOUND``
-``TaskCancel`` (sent)                         ``TaskCancel`` (the lifecycle's ``send``)
-agent stops (``set_all_futures_with_...``)    ``FutureManager.connection_lost(error)``
-============================================  =====================================
-
-A Scaler result does not carry its value: it names an object in Scaler's
-object storage. The mapped ``TaskResult`` carries that object id as its
-payload, and the future fetches the object through Scaler's own object buffer
-when the value is first needed, as Scaler's future does.
+Scaler's ``TaskResult`` and ``TaskCancelConfirm`` become taskfate's messages
+of the same names (``_RESULT_TYPES`` and ``_CONFIRM_TYPES`` pair their
+enums); the lifecycle's outgoing ``TaskCancel`` becomes Scaler's; the client
+agent stopping becomes ``FutureManager.connection_lost``. docs/scaler.md has
+the table. A Scaler result does not carry its value: it names an object in
+Scaler's object storage. The mapped ``TaskResult`` carries that object id as
+its payload, and the future fetches the object through Scaler's own object
+buffer when the value is first needed, as Scaler's future does.
 """
 
 from __future__ import annotations
@@ -69,7 +60,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "taskfate.client.scaler needs OpenGRIS Scaler: pip install 'taskfate[scaler]' "
-        f"(opengris-scaler=={'2.9.0'}); importing it failed: {exc}"
+        f"(opengris-scaler==2.9.0); importing it failed: {exc}"
     ) from exc
 
 from taskfate.client.errors import ResultDecodeError, TaskFailed
@@ -278,7 +269,7 @@ class Future(_TaskfateFuture):
             return
         self._known = result
         self._profile = profiling_info
-        self._manager.on_message(TaskResult(self.task_id, TaskResultType.SUCCESS))
+        self._session.lifecycle.on_message(TaskResult(self.task_id, TaskResultType.SUCCESS))
 
     # -- Reading the outcome -------------------------------------------------------------
 
@@ -334,7 +325,7 @@ class Future(_TaskfateFuture):
         try:
             value = fetch.result(remaining)
         except concurrent.futures.TimeoutError:
-            raise
+            raise  # the caller's bound ran out; the fetch goes on
         except Exception as exc:
             # The object could not be fetched (storage unreachable, deleted): as Scaler, that is the error.
             return True, exc
@@ -411,9 +402,10 @@ class _Session:
     """What a client's futures share: the object buffer to fetch values
     through, and which thread is Scaler's client agent."""
 
-    __slots__ = ("lock", "object_buffer", "agent_thread")
+    __slots__ = ("lifecycle", "lock", "object_buffer", "agent_thread")
 
-    def __init__(self) -> None:
+    def __init__(self, lifecycle: FutureManager) -> None:
+        self.lifecycle = lifecycle
         self.lock = threading.Lock()
         self.object_buffer: Any = None
         self.agent_thread: int | None = None
@@ -440,10 +432,10 @@ class ScalerFutureManager(_scaler_mixins.FutureManager):  # type: ignore[misc]
 
     def __init__(self, send: Callable[[Any], object], *, late_result: str, cancel_timeout: float) -> None:
         self._scaler_send = send
-        self._session = _Session()
         self.lifecycle = FutureManager(
             self._send, late_result=late_result, cancel_timeout=cancel_timeout, future_class=Future
         )
+        self._session = _Session(self.lifecycle)
 
     # -- Called by our Client ----------------------------------------------------------
 
