@@ -253,6 +253,8 @@ def test_cancelling_a_running_middle_node_ends_the_whole_chain(client, tmp_path)
         assert events[0] == "group_cancel" and events[-1] in ("confirm_timeout", "confirm_canceled")
     assert futures["c"].cancel(timeout=5) is True
     assert len(client.lifecycle) == 0  # the graph's umbrella future ended too
+    _, seconds = timed(client.disconnect)
+    assert seconds < CANCEL_TIMEOUT + SLACK
 
 
 @pytest.mark.timeout(60)
