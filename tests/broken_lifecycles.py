@@ -1,0 +1,77 @@
+"""Deliberately broken copies of the lifecycle declaration.
+
+Each function returns the declaration of the default policy with one mistake
+of a kind that ships in real clients. The explorer and the stateful suite must
+both catch every one; ``tests/test_explore.py`` checks that they do. Also
+loadable from the command line: ``taskfate explore --declaration
+broken_lifecycles:wrong_destination`` with this folder on ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskfate.fsm import lifecycle
+
+
+def _rules(declaration: dict[str, Any], trigger: str, source: str) -> list[dict[str, Any]]:
+    found = [
+        rule
+        for rule in declaration["transitions"]
+        if rule["trigger"] == trigger and (rule["source"] == source or isinstance(rule["source"], list) and source in rule["source"])
+    ]
+    assert found, f"no rule for {trigger} in {source}"
+    return found
+
+
+def wrong_destination() -> dict[str, Any]:
+    """A successful result fails the future."""
+    declaration = lifecycle.declaration()
+    (rule,) = _rules(declaration, lifecycle.RESULT_SUCCESS, lifecycle.PENDING)
+    rule["dest"] = lifecycle.FAILED
+    return declaration
+
+
+def dropped_transition() -> dict[str, Any]:
+    """The rule for a success reaching a pending future is missing: the result
+    is ignored and the future waits for one forever."""
+    declaration = lifecycle.declaration()
+    (rule,) = _rules(declaration, lifecycle.RESULT_SUCCESS, lifecycle.PENDING)
+    declaration["transitions"].remove(rule)
+    return declaration
+
+
+def missing_timeout() -> dict[str, Any]:
+    """Entering cancel_requested arms no confirm timer."""
+    declaration = lifecycle.declaration()
+    for state in declaration["states"]:
+        if state["name"] == lifecycle.CANCEL_REQUESTED:
+            state["on_enter"] = []
+    return declaration
+
+
+def unrecorded_late_result() -> dict[str, Any]:
+    """A result that races a cancel ends the future cancelled without a record."""
+    declaration = lifecycle.declaration()
+    for event in lifecycle.RESULT_EVENTS:
+        (rule,) = _rules(declaration, event, lifecycle.CANCEL_REQUESTED)
+        rule["before"] = []
+    return declaration
+
+
+def leavable_terminal() -> dict[str, Any]:
+    """A late cancel confirm turns a finished future into a cancelled one."""
+    declaration = lifecycle.declaration()
+    declaration["transitions"].append(
+        {"trigger": lifecycle.CONFIRM_CANCELED, "source": lifecycle.DONE, "dest": lifecycle.CANCELLED}
+    )
+    return declaration
+
+
+BROKEN = {
+    "wrong_destination": wrong_destination,
+    "dropped_transition": dropped_transition,
+    "missing_timeout": missing_timeout,
+    "unrecorded_late_result": unrecorded_late_result,
+    "leavable_terminal": leavable_terminal,
+}
