@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 _COMMANDS = (
     "taskfate.client.commands.demo",
+    "taskfate.client.commands.explore",
 )
 
 

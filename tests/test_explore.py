@@ -1,0 +1,166 @@
+"""The explorer finds what is broken, says where, and passes what is not.
+
+Each deliberately broken declaration in ``broken_lifecycles`` must be
+reported by the explorer with a shortest trace that replays to the same
+broken promise, and must also fail the stateful suite (``test_stateful``'s
+``LifecycleMachine``) when the manager executes it: two independent checks,
+each shown to bite.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from broken_lifecycles import BROKEN
+from taskfate.client.cli import main
+from taskfate.fsm import lifecycle
+from taskfate.fsm.explore import INVARIANTS, Explorer, action_token, explore, load_lifecycle, parse_trace
+from test_stateful import LifecycleMachine
+
+#: The promise each broken copy must be reported as breaking.
+EXPECTED = {
+    "wrong_destination": "result_matches_state",
+    "dropped_transition": "result_recorded",
+    "missing_timeout": "ends_once_timeouts_fire",
+    "unrecorded_late_result": "result_recorded",
+    "leavable_terminal": "terminal_never_left",
+}
+
+
+@pytest.mark.parametrize("policy", lifecycle.POLICIES)
+@pytest.mark.parametrize("futures", [1, 2, 3])
+@pytest.mark.parametrize("scheduler", ["faithful", "any"])
+def test_the_declared_lifecycle_keeps_every_promise(policy, futures, scheduler):
+    report = explore(policy, depth=8 if futures == 3 else 10, futures=futures, scheduler=scheduler)
+    assert report.ok, "\n".join(v.describe() for v in report.violations.values())
+    assert report.states > 1 and report.edges >= report.states - 1
+
+
+def test_a_lone_future_is_explored_exhaustively_and_says_what_it_never_exercised():
+    report = explore("cancel", depth=10)
+    assert report.exhausted and report.depth_reached < 10
+    # A lone future has no sibling to cancel it, and a faithful scheduler
+    # never contradicts the result it already sent.
+    assert (lifecycle.PENDING, lifecycle.GROUP_CANCEL) in report.unexercised
+    assert (lifecycle.DONE, lifecycle.RESULT_FAILED) in report.unexercised
+    assert (lifecycle.DONE, lifecycle.RESULT_SUCCESS) not in report.unexercised
+
+
+def test_a_graph_under_any_scheduler_exercises_every_declared_transition():
+    declared = {(state, event) for state, rules in load_lifecycle("cancel").table.items() for event in rules}
+    report = explore("cancel", depth=8, futures=2, scheduler="any")
+    assert report.ok and declared and report.unexercised == []
+
+
+def test_the_report_names_every_invariant_it_checked():
+    summary = explore("deliver", depth=4).summary()
+    assert all(name in summary for name in INVARIANTS)
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+@pytest.mark.parametrize("futures", [1, 2])
+def test_the_explorer_reports_each_broken_declaration_with_a_replayable_trace(name, futures):
+    explorer = Explorer(BROKEN[name](), futures=futures)
+    report = explorer.run(10)
+    invariant = EXPECTED[name]
+    assert invariant in report.violations, report.summary()
+    violation = report.violations[invariant]
+    assert violation.trace, "a violation comes with the ordering that causes it"
+    # Replaying the trace shows the same promise breaking on its last step.
+    steps = explorer.replay(violation.trace)
+    assert invariant in {problem for problem, _ in steps[-1][2].problems}
+    assert all(invariant not in {problem for problem, _ in step.problems} for _, _, step in steps[:-1])
+    # The replay command round-trips through the trace syntax.
+    tokens = violation.replay.split("--replay ")[1].strip("'")
+    assert parse_trace(tokens) == list(violation.trace)
+    assert invariant in violation.describe(explorer) and tokens in violation.describe(explorer)
+
+
+def test_shortest_traces_are_shortest():
+    # The late result needs a cancel first: two steps, and no fewer.
+    report = Explorer(BROKEN["unrecorded_late_result"]()).run(10)
+    assert [action_token(a) for a in report.violations["result_recorded"].trace] in (
+        ["cancel:0", f"{event}:0"] for event in lifecycle.RESULT_EVENTS
+    )
+
+
+def test_a_graph_whose_late_member_is_left_out_of_the_cancel_is_caught():
+    # A group cancel that forgets to arm the siblings' timers: the members it
+    # moved wait for the group's answer forever if the scheduler is silent.
+    declaration = lifecycle.declaration()
+    declaration["states"] = [dict(s, on_enter=[]) if s["name"] == lifecycle.CANCEL_REQUESTED else s for s in declaration["states"]]
+    for rule in declaration["transitions"]:
+        if rule["trigger"] in (lifecycle.CANCEL, lifecycle.CLEAR):
+            rule["after"] = ["arm_confirm_timeout", *rule["after"]]
+    assert explore(declaration, depth=6).ok  # a lone future cannot see it
+    report = explore(declaration, depth=6, futures=2)
+    violation = report.violations["ends_once_timeouts_fire"]
+    assert [kind for kind, _, _ in violation.trace] == ["submit", "cancel"]
+
+
+def test_replaying_an_impossible_step_is_refused_clearly():
+    explorer = Explorer("cancel")
+    with pytest.raises(ValueError, match="not possible"):
+        explorer.replay(parse_trace("timeout:0"))
+    with pytest.raises(ValueError, match="cannot read trace step 'frobnicate'"):
+        parse_trace("cancel:0 frobnicate")
+
+
+def test_a_declaration_whose_callbacks_the_explorer_cannot_model_is_refused():
+    declaration = lifecycle.declaration()
+    declaration["transitions"][0]["after"] = ["launch_rockets"]
+    with pytest.raises(ValueError, match="launch_rockets"):
+        Explorer(declaration)
+
+
+def _stateful_settings() -> settings:
+    return settings(
+        max_examples=300,
+        stateful_step_count=30,
+        phases=[Phase.generate],
+        database=None,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_the_stateful_suite_fails_on_each_broken_declaration(name):
+    broken = load_lifecycle(BROKEN[name](), name)
+
+    class OnBrokenLifecycle(LifecycleMachine):
+        lifecycles = (broken,)
+
+    with pytest.raises(AssertionError):
+        run_state_machine_as_test(OnBrokenLifecycle, settings=_stateful_settings())
+
+
+def test_command_line_summary_and_exit_status(capsys):
+    assert main(["explore", "--depth", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "'cancel'" in out and "'deliver'" in out and "every invariant held" in out
+
+
+def test_command_line_prints_a_replay_command_that_reproduces_the_violation(capsys):
+    assert main(["explore", "--declaration", "broken_lifecycles:leavable_terminal", "--depth", "6"]) == 1
+    out = capsys.readouterr().out
+    assert "VIOLATED terminal_never_left" in out
+    command = next(line.split("replay: ", 1)[1] for line in out.splitlines() if "replay: taskfate explore" in line)
+    argv = shlex.split(command)
+    assert argv[0] == "taskfate"
+    assert main(argv[1:]) == 1
+    replayed = capsys.readouterr().out
+    assert "VIOLATED terminal_never_left" in replayed and "done --confirm_canceled--> cancelled" in replayed
+
+
+def test_command_line_refuses_bad_input_with_status_2(capsys):
+    assert main(["explore", "--declaration", "no_such_module:thing"]) == 2
+    assert main(["explore", "--replay", "teleport:0"]) == 2
+    assert main(["explore", "--futures", "0"]) == 2
+    assert "cannot" in capsys.readouterr().err
