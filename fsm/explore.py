@@ -553,7 +553,7 @@ class Explorer:
         if dest is not None:
             if source in self._terminal:
                 step.problems.append(
-                    ("terminal_never_left", f"f{index} left terminal {self._names[source]} for {self._names[dest]} on {event}")
+                    ("terminal_never_left", f"f{index} in terminal {self._names[source]} moved to {self._names[dest]} on {event}")
                 )
             future[_ST] = dest
             if dest in self._terminal:

@@ -60,11 +60,11 @@ def unrecorded_late_result() -> dict[str, Any]:
 
 
 def leavable_terminal() -> dict[str, Any]:
-    """A late cancel confirm turns a finished future into a cancelled one."""
+    """A failure report reaching a finished future finishes it again, failed
+    (the rule is shared by every terminal state, so all three are leavable)."""
     declaration = lifecycle.declaration()
-    declaration["transitions"].append(
-        {"trigger": lifecycle.CONFIRM_CANCELED, "source": lifecycle.DONE, "dest": lifecycle.CANCELLED}
-    )
+    (rule,) = _rules(declaration, lifecycle.RESULT_FAILED, lifecycle.DONE)
+    rule["dest"] = lifecycle.FAILED
     return declaration
 
 
