@@ -150,8 +150,9 @@ class Violation:
 
     def describe(self, explorer: Explorer | None = None) -> str:
         lines = [f"VIOLATED {self.invariant}: {self.message}", f"  shortest trace ({len(self.trace)} steps):"]
+        describe = explorer.describe_action if explorer is not None else describe_action
         for number, action in enumerate(self.trace, 1):
-            lines.append(f"    {number:>2}. {describe_action(action)}")
+            lines.append(f"    {number:>2}. {describe(action)}")
         if explorer is not None:
             lines.append("  states along it:")
             for number, (_, after, _) in enumerate(explorer.replay(self.trace), 1):
@@ -175,6 +176,7 @@ class Report:
     seconds: float = 0.0
     violations: dict[str, Violation] = field(default_factory=dict)
     unexercised: list[tuple[str, str]] = field(default_factory=list)
+    invariants: tuple[str, ...] = INVARIANTS
 
     @property
     def ok(self) -> bool:
@@ -197,7 +199,7 @@ class Report:
         if self.violations:
             lines.append(f"  {len(self.violations)} invariant(s) violated: {', '.join(self.violations)}")
         else:
-            lines.append(f"  every invariant held: {', '.join(INVARIANTS)}")
+            lines.append(f"  every invariant held: {', '.join(self.invariants)}")
         return "\n".join(lines)
 
 
@@ -269,7 +271,7 @@ class _Step:
     """The scratch record of one action: problems found and, when replaying,
     what the outside world saw."""
 
-    __slots__ = ("problems", "effects", "tracing", "asked_group", "used")
+    __slots__ = ("problems", "effects", "tracing", "asked_group", "used", "sent", "force")
 
     def __init__(self, tracing: bool, asked_group: int, used: set[tuple[int, str]]) -> None:
         self.problems: list[tuple[str, str]] = []
@@ -277,6 +279,11 @@ class _Step:
         self.tracing = tracing
         self.asked_group = asked_group
         self.used = used
+        # TaskCancels put on the wire (task index, or -1 for the group) and
+        # the force flag of the cancel being executed: read by the system
+        # explorer, which carries them to the scheduler.
+        self.sent: list[int] = []
+        self.force = 1
 
 
 class Explorer:
@@ -356,6 +363,7 @@ class Explorer:
         initial = self.initial()
         key = self._key
         parents: dict[Any, tuple[Any, Action] | None] = {key(initial): None}
+        self._parents = parents
         self._check_state(initial, report, parents, key(initial), used)
         frontier = [initial]
         apply = self._apply
@@ -408,12 +416,15 @@ class Explorer:
         steps = []
         for action in trace:
             if action not in self._actions(state):
-                raise ValueError(f"{describe_action(action)} is not possible in {self.describe_state(state)}")
+                raise ValueError(f"{self.describe_action(action)} is not possible in {self.describe_state(state)}")
             step = _Step(True, state[1], set())
             state = self._apply(state, action, step)
             step.problems.extend(self._state_problems(state))
             steps.append((action, state, step))
         return steps
+
+    def describe_action(self, action: Action) -> str:
+        return describe_action(action)
 
     def describe_state(self, state: State) -> str:
         parts = []
@@ -525,7 +536,7 @@ class Explorer:
                     future[_PROMISED] = 1
         new_futures = tuple(tuple(future) for future in futures)
         if step.tracing:
-            step.effects.insert(0, describe_action(action))
+            step.effects.insert(0, self.describe_action(action))
         return (new_futures, step.asked_group, closed)
 
     def _live(self, futures: list[list[int]]) -> list[int]:
@@ -596,6 +607,7 @@ class Explorer:
                 step.asked_group = 1
             else:
                 future[_ASKED] = 1
+            step.sent.append(-1 if self.grouped else index)
             if step.tracing:
                 step.effects.append(f"TaskCancel({'group' if self.grouped else f'f{index}'}) sent")
             return False

@@ -75,3 +75,31 @@ BROKEN = {
     "unrecorded_late_result": unrecorded_late_result,
     "leavable_terminal": leavable_terminal,
 }
+
+
+# -- The scheduler's side ------------------------------------------------------
+
+
+def _scheduler_rules(declaration: dict[str, Any], trigger: str, source: str) -> list[dict[str, Any]]:
+    return _rules(declaration, trigger, source)
+
+
+def silent_dependants() -> dict[str, Any]:
+    """A node whose dependency was cancelled is cancelled without a word: the
+    bug of a graph node that becomes ready while its graph is cancelled."""
+    from taskfate.scheduler import lifecycle as scheduler
+
+    declaration = scheduler.declaration()
+    (rule,) = _scheduler_rules(declaration, scheduler.DEPENDENCY_CANCELED, scheduler.WAITING)
+    rule["after"] = [callback for callback in rule["after"] if callback != scheduler.SEND_CANCELED]
+    return declaration
+
+
+def unconfirmed_forced_cancel() -> dict[str, Any]:
+    """A running task stopped by a forced cancel is never confirmed."""
+    from taskfate.scheduler import lifecycle as scheduler
+
+    declaration = scheduler.declaration()
+    (rule,) = _scheduler_rules(declaration, scheduler.CANCEL_FORCE, scheduler.RUNNING)
+    rule["after"] = [callback for callback in rule["after"] if callback != scheduler.SEND_CANCELED]
+    return declaration

@@ -16,10 +16,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
+import broken_lifecycles
 from broken_lifecycles import BROKEN
 from taskfate.client.cli import main
 from taskfate.fsm import lifecycle
 from taskfate.fsm.explore import INVARIANTS, Explorer, action_token, explore, load_lifecycle, parse_trace
+from taskfate.fsm.explore_system import SYSTEM_INVARIANTS, SystemExplorer
+from taskfate.scheduler import lifecycle as scheduler_lifecycle
 from test_stateful import LifecycleMachine
 
 #: The promise each broken copy must be reported as breaking.
@@ -180,3 +183,67 @@ def test_command_line_refuses_bad_input_with_status_2(capsys):
     assert main(["explore", "--replay", "teleport:0"]) == 2
     assert main(["explore", "--futures", "0"]) == 2
     assert "cannot" in capsys.readouterr().err
+
+
+# -- Both sides together ----------------------------------------------------------
+
+
+def _scheduler(name: str | None = None):
+    return scheduler_lifecycle.compiled() if name is None else load_lifecycle(getattr(broken_lifecycles, name)(), name)
+
+
+@pytest.mark.parametrize("policy", lifecycle.POLICIES)
+def test_client_and_declared_scheduler_together_keep_every_promise(policy):
+    lone = SystemExplorer(policy, _scheduler()).run(16)
+    assert lone.ok and lone.exhausted, lone.summary()
+    assert set(SYSTEM_INVARIANTS) <= set(lone.invariants)
+    graph = SystemExplorer(policy, _scheduler(), futures=2).run(6)
+    assert graph.ok, "\n".join(v.describe() for v in graph.violations.values())
+    assert graph.states > lone.states
+
+
+@pytest.mark.parametrize("timeouts", [True, False])
+def test_a_graph_node_ready_while_its_graph_is_cancelled_and_never_answered_is_found(timeouts):
+    explorer = SystemExplorer("cancel", _scheduler("silent_dependants"), futures=2, timeouts=timeouts)
+    report = explorer.run(6)
+    violation = report.violations["futures_can_end"]
+    # The node joins the graph after the group's cancel went out: its own
+    # future is pending, so no confirm timer of the client can save it.
+    kinds = [action[0] for action in violation.trace]
+    assert kinds.index("cancel") < kinds.index("submit")
+    final = explorer.replay(violation.trace)[-1][1]
+    assert explorer.stuck_futures(final) == [1]
+    assert "f1 can never end" in violation.message
+
+
+def test_client_timeouts_end_what_a_silent_scheduler_leaves_unless_a_stale_answer_intervenes():
+    broken = _scheduler("unconfirmed_forced_cancel")
+    explorer = SystemExplorer("cancel", broken, timeouts=False)
+    without = explorer.run(16).violations["futures_can_end"]
+    # Without the client's timer the silent scheduler hangs the cancel at once.
+    assert [a[0] for a in without.trace if a[0] in ("duplicate", "drop")] == []
+    final = explorer.replay(without.trace)[-1][1]
+    assert explorer.stuck_futures(final) == [0] and final[0][0][0] == explorer._cancel_requested
+    # With it, only a stale duplicate "cancel failed" (confirms carry no
+    # request id) can send the future back to pending after the scheduler
+    # silently cancelled it; the declared scheduler always confirms, so the
+    # same ordering is harmless there (see the test above).
+    with_timeouts = SystemExplorer("cancel", broken).run(16).violations["futures_can_end"]
+    assert "duplicate" in [a[0] for a in with_timeouts.trace]
+    assert len(with_timeouts.trace) > len(without.trace)
+
+
+def test_command_line_explores_both_sides_and_replays_a_system_trace(capsys):
+    assert main(["explore", "--system", "--policy", "cancel", "--depth", "16"]) == 0
+    assert "futures_can_end" in capsys.readouterr().out
+    argv = [
+        "explore", "--system", "--policy", "cancel", "--futures", "2",
+        "--scheduler-declaration", "broken_lifecycles:silent_dependants", "--depth", "6",
+    ]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    command = next(line.split("replay: ", 1)[1] for line in out.splitlines() if "replay: taskfate explore" in line)
+    assert "--scheduler-declaration broken_lifecycles:silent_dependants" in command
+    assert main(shlex.split(command)[1:]) == 1
+    replayed = capsys.readouterr().out
+    assert "TaskCancel(group, force=True)" in replayed and "from here f1 can never end" in replayed

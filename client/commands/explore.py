@@ -16,6 +16,8 @@ from typing import Any
 
 from taskfate.fsm import lifecycle as lc
 from taskfate.fsm.explore import SCHEDULERS, Explorer, load_lifecycle, parse_trace
+from taskfate.fsm.explore_system import SystemExplorer, parse_system_trace
+from taskfate.fsm.table import Lifecycle
 
 
 def register(subparsers: Any) -> None:
@@ -44,6 +46,21 @@ def register(subparsers: Any) -> None:
         metavar="MODULE:NAME",
         help="explore this declaration instead (a dict, a function returning one, or a compiled Lifecycle)",
     )
+    parser.add_argument(
+        "--system",
+        action="store_true",
+        help="explore client futures with the declared scheduler and a lossy, duplicating, reordering channel",
+    )
+    parser.add_argument(
+        "--scheduler-declaration",
+        metavar="MODULE:NAME",
+        help="with --system: this scheduler declaration instead of taskfate.scheduler.lifecycle",
+    )
+    parser.add_argument(
+        "--no-timeouts",
+        action="store_true",
+        help="with --system: take the client's confirm timer away, to see what the scheduler alone guarantees",
+    )
     parser.add_argument("--replay", metavar="TRACE", help="replay one trace step by step instead of exploring")
     parser.set_defaults(handler=run)
 
@@ -56,18 +73,38 @@ def _load(spec: str) -> Any:
     return target() if callable(target) and not hasattr(target, "events") else target
 
 
+def _scheduler_lifecycle(spec: str | None) -> tuple[Lifecycle, str]:
+    # Imported here: only --system needs the scheduler's declaration.
+    from taskfate.scheduler import lifecycle as scheduler
+
+    if spec is None:
+        return scheduler.compiled(), ""
+    return load_lifecycle(_load(spec), spec), f" --scheduler-declaration {spec}"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.depth < 0 or args.futures < 1:
         print("taskfate explore: --depth must be >= 0 and --futures >= 1", file=sys.stderr)
         return 2
+    if (args.scheduler_declaration or args.no_timeouts) and not args.system:
+        print("taskfate explore: --scheduler-declaration and --no-timeouts go with --system", file=sys.stderr)
+        return 2
     explorers: list[Explorer] = []
     try:
         if args.declaration:
-            replay = f"taskfate explore --declaration {args.declaration} --futures {args.futures} --scheduler {args.scheduler} --replay '{{trace}}'"
-            explorers.append(Explorer(load_lifecycle(_load(args.declaration), args.declaration), futures=args.futures, scheduler=args.scheduler, replay=replay))
+            sources: list[tuple[Any, str]] = [(load_lifecycle(_load(args.declaration), args.declaration), f"--declaration {args.declaration}")]
         else:
             policies = lc.POLICIES if args.policy == "all" else (args.policy,)
-            explorers.extend(Explorer(policy, futures=args.futures, scheduler=args.scheduler) for policy in policies)
+            sources = [(policy, f"--policy {policy}") for policy in policies]
+        if args.system:
+            scheduler_lifecycle, scheduler_option = _scheduler_lifecycle(args.scheduler_declaration)
+            for source, option in sources:
+                replay = f"taskfate explore --system {option}{scheduler_option} --futures {args.futures}{' --no-timeouts' if args.no_timeouts else ''} --replay '{{trace}}'"
+                explorers.append(SystemExplorer(source, scheduler_lifecycle, futures=args.futures, timeouts=not args.no_timeouts, replay=replay))
+        else:
+            for source, option in sources:
+                replay = f"taskfate explore {option} --futures {args.futures} --scheduler {args.scheduler} --replay '{{trace}}'"
+                explorers.append(Explorer(source, futures=args.futures, scheduler=args.scheduler, replay=replay))
     except (ImportError, AttributeError, ValueError, TypeError) as exc:
         print(f"taskfate explore: cannot load the lifecycle: {exc}", file=sys.stderr)
         return 2
@@ -88,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _replay(explorers: list[Explorer], text: str) -> int:
     try:
-        trace = parse_trace(text)
+        trace = parse_system_trace(text) if isinstance(explorers[0], SystemExplorer) else parse_trace(text)
     except ValueError as exc:
         print(f"taskfate explore: {exc}", file=sys.stderr)
         return 2
@@ -108,5 +145,10 @@ def _replay(explorers: list[Explorer], text: str) -> int:
             print(f"        now: {explorer.describe_state(state)}")
             for invariant, message in step.problems:
                 print(f"        VIOLATED {invariant}: {message}")
+                status = 1
+        if isinstance(explorer, SystemExplorer) and steps:
+            stuck = explorer.stuck_futures(steps[-1][1])
+            if stuck:
+                print(f"  VIOLATED futures_can_end: from here {', '.join(f'f{n}' for n in stuck)} can never end")
                 status = 1
     return status
