@@ -5,12 +5,15 @@ I/O. ``FutureManager`` is sans-I/O: give it a ``send`` callable and feed it
 messages with ``on_message``.
 """
 
+from taskfate.client.client import Client, CloudpickleSerializer
 from taskfate.client.errors import ConnectionLost, ResultDecodeError, TaskFailed, WorkerDied
 from taskfate.client.future import Future, Step
 from taskfate.client.manager import DEFAULT_CANCEL_TIMEOUT, FutureManager
 from taskfate.client.serializer import PickleSerializer, Serializer
 
 __all__ = [
+    "Client",
+    "CloudpickleSerializer",
     "DEFAULT_CANCEL_TIMEOUT",
     "ConnectionLost",
     "Future",

@@ -16,6 +16,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 _COMMANDS = (
     "taskfate.client.commands.demo",
+    "taskfate.client.commands.scheduler",
+    "taskfate.client.commands.diagram",
     "taskfate.client.commands.explore",
 )
 

@@ -42,10 +42,11 @@ def test_protocol_and_fsm_stay_free_of_io():
     assert out.stdout.split() == ["False", "False"]
 
 
+@pytest.mark.timeout(120)
 def test_command_line_version_and_demo():
     version = subprocess.run([sys.executable, "-m", "taskfate.client", "--version"], capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("taskfate ")
-    demo = subprocess.run([sys.executable, "-m", "taskfate.client", "demo"], capture_output=True, text=True, timeout=60)
+    demo = subprocess.run([sys.executable, "-m", "taskfate.client", "demo"], capture_output=True, text=True, timeout=100)
     assert demo.returncode == 0, demo.stderr
-    assert "result races cancel: cancelled" in demo.stdout
-    assert "cancel refused: done" in demo.stdout
+    for line in ("cancel while queued: cancelled", "cancel while running: cancelled", "graph node d: cancelled", "every future ended"):
+        assert line in demo.stdout, demo.stdout

@@ -1,76 +1,95 @@
-"""``taskfate demo``: watch the lifecycle handle the orderings that matter.
+"""``taskfate demo``: a scheduler, workers and a client, end to end, in seconds.
 
-Runs in-process: a scripted scheduler answers through a ``FutureManager`` so
-that every interesting ordering (a confirmed cancel, a result racing a cancel,
-a refused cancel, a silent scheduler, a close) happens on cue, then prints
-each future's history.
+Starts an embedded reference scheduler on loopback, submits a mix of tasks,
+cancels some while queued, some while running (forced and not) and one after
+it finished, cancels a graph in the middle of its run, and prints each
+future's lifecycle as it went.
 """
 
 from __future__ import annotations
 
 import argparse
-import pickle
+import operator
 import time
+from collections.abc import Callable, Hashable
 from typing import Any
 
-from taskfate.client.manager import FutureManager
-from taskfate.protocol import (
-    CancelConfirmType,
-    Message,
-    Task,
-    TaskCancelConfirm,
-    TaskID,
-    TaskResult,
-    TaskResultType,
-)
+from taskfate.client.client import Client
+from taskfate.client.future import Future
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("demo", help="show futures living through racing messages")
-    parser.add_argument("--cancel-timeout", type=float, default=0.2, help="seconds before a silent cancel gives up")
+    parser = subparsers.add_parser("demo", help="run a scheduler and a client on loopback and watch futures live")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default: %(default)s)")
+    parser.add_argument("--cancel-timeout", type=float, default=5.0, help="lifecycle bound on a cancel (s)")
     parser.set_defaults(handler=run)
 
 
+def _timed(call: Callable[[], object]) -> tuple[object, float]:
+    started = time.monotonic()
+    value = call()
+    return value, time.monotonic() - started
+
+
 def run(args: argparse.Namespace) -> int:
-    sent: list[Message] = []
-    manager = FutureManager(sent.append, cancel_timeout=args.cancel_timeout)
-
-    def submit(label: str) -> Any:
-        future = manager.submit(Task(TaskID.new(), pickle.dumps(label)))
-        return label, future
-
-    def result(future: Any, value: object) -> None:
-        manager.on_message(TaskResult(future.task_id, TaskResultType.SUCCESS, pickle.dumps(value)))
-
-    def confirm(future: Any, kind: CancelConfirmType) -> None:
-        manager.on_message(TaskCancelConfirm(future.task_id, kind))
-
-    cases = [submit(label) for label in ("finishes", "cancel confirmed", "result races cancel", "cancel refused", "scheduler silent", "closed while pending")]
-    futures = dict(cases)
-
-    result(futures["finishes"], 42)
-
-    futures["cancel confirmed"].cancel(timeout=0)
-    confirm(futures["cancel confirmed"], CancelConfirmType.CANCELED)
-
-    futures["result races cancel"].cancel(timeout=0)
-    result(futures["result races cancel"], "too late")
-
-    futures["cancel refused"].cancel(timeout=0)
-    confirm(futures["cancel refused"], CancelConfirmType.CANCEL_FAILED)
-    result(futures["cancel refused"], "ran to the end")
+    from taskfate.scheduler import Scheduler
 
     started = time.monotonic()
-    cancelled = futures["scheduler silent"].cancel()  # waits for the confirm timeout
-    waited = time.monotonic() - started
+    shown: list[tuple[str, Future, str]] = []
+    with Scheduler("tcp://127.0.0.1:*", workers=args.workers) as scheduler:
+        with Client(scheduler.address, cancel_timeout=args.cancel_timeout, heartbeat_timeout=5.0) as client:
+            squares = list(client.map(operator.mul, range(8), range(8), timeout=30))
+            shown.append(("map of 8 squares", client.submit(sum, squares), f"sum {sum(squares)}"))
+            shown[-1][1].result(timeout=30)
 
-    manager.close()
+            finished = client.submit(pow, 2, 10)
+            finished.result(timeout=30)
+            value, took = _timed(finished.cancel)
+            shown.append(("cancel after it finished", finished, f"cancel() -> {value} in {took * 1e3:.1f} ms"))
 
-    for label, future in cases:
-        print(f"{label:>22}: {future.state}")
+            # Occupy every worker, then queue one more behind them.
+            busy = [client.submit(time.sleep, 30) for _ in range(args.workers)]
+            queued = client.submit(time.sleep, 30)
+            time.sleep(0.3)
+            value, took = _timed(queued.cancel)
+            shown.append(("cancel while queued", queued, f"cancel() -> {value} in {took * 1e3:.1f} ms"))
+
+            value, took = _timed(lambda: busy[0].cancel(force=False))
+            note = f"cancel(force=False) -> {value} in {took * 1e3:.1f} ms"
+            value, took = _timed(busy[0].cancel)
+            shown.append(("cancel while running", busy[0], f"{note}; cancel() -> {value} in {took * 1e3:.1f} ms"))
+
+            graph: dict[Hashable, Any] = {
+                "a": 1,
+                "b": (_slow_add, "a", 1),
+                "c": (_slow_add, "b", 1),
+                "d": (_slow_add, "c", 1),
+            }
+            nodes = client.submit_graph(graph, ["a", "b", "c", "d"])
+            nodes["b"].result(timeout=30)
+            time.sleep(0.1)  # c is running now
+            value, took = _timed(nodes["d"].cancel)
+            for key, future in nodes.items():
+                extra = f"cancel() -> {value} in {took * 1e3:.1f} ms" if key == "d" else ""
+                shown.append((f"graph node {key}", future, extra))
+
+            for future in busy[1:]:
+                future.cancel(timeout=0)
+            client.clear()
+
+    for label, future, note in shown:
+        print(f"{label}: {future.state}{'  (' + note + ')' if note else ''}")
         for step in future.history:
-            print(f"{'':>24}{step.source} --{step.event}--> {step.dest}")
-    print(f"silent scheduler: cancel() returned {cancelled} after {waited:.2f}s (cancel_timeout {args.cancel_timeout}s)")
-    print(f"messages sent: {', '.join(type(m).__name__ for m in sent)}")
-    print(f"discarded results: {sum(len(f.discarded_results) for _, f in cases)}; stats: {dict(manager.stats)}")
-    return 0
+            print(f"    {step.source} --{step.event}--> {step.dest}")
+    states = [future.state for _, future, _ in shown]
+    print(
+        f"summary: {len(shown)} futures shown, "
+        + ", ".join(f"{states.count(s)} {s}" for s in ("done", "failed", "cancelled") if states.count(s))
+        + f"; every future ended; {time.monotonic() - started:.1f}s in all"
+    )
+    return 0 if all(future.done() for _, future, _ in shown) else 1
+
+
+def _slow_add(x: int, y: int) -> int:
+    time.sleep(0.3)
+    return x + y

@@ -1,0 +1,540 @@
+"""Diagrams, tables and docs drawn from the declaration, and ``taskfate diagram``.
+
+The Mermaid text is read back with a small parser that accepts only what
+Mermaid's state-diagram grammar accepts (ids without ``-``, ``:`` or spaces;
+labels without ``:`` or ``;``; the documented ``class`` keyword; front matter
+that is a YAML mapping), and every picture is compared with the compiled
+table the futures execute, not with a snapshot.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import Harness
+from taskfate.client import cli
+from taskfate.client.commands import diagram as command
+from taskfate.fsm import LIFECYCLES, DeclarationError, diagram, lifecycle
+from taskfate.protocol import CancelConfirmType, TaskResultType
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICIES = list(lifecycle.POLICIES)
+
+# -- Reading Mermaid back -------------------------------------------------------------
+
+_ID = r"[^:\s\-{]+"
+_KEYWORDS = {"state", "note", "class", "classdef", "direction", "default", "end"}
+
+
+class Mermaid:
+    """A stateDiagram-v2 read back into states, classes and edges."""
+
+    def __init__(self, text: str) -> None:
+        lines = text.split("\n")
+        assert lines[0] == "---", "front matter expected"
+        closing = lines.index("---", 1)
+        self.front = dict(self._front_line(line) for line in lines[1:closing])
+        body = [line.strip() for line in lines[closing + 1 :] if line.strip()]
+        assert body[0] == "stateDiagram-v2"
+        self.states: dict[str, str] = {}
+        self.classes: dict[str, str] = {}
+        self.class_defs: dict[str, str] = {}
+        self.edges: list[tuple[str, str, list[str]]] = []
+        self.direction = None
+        for line in body[1:]:
+            self._statement(line)
+
+    @staticmethod
+    def _front_line(line: str) -> tuple[str, object]:
+        key, sep, value = line.partition(": ")
+        assert sep and re.fullmatch(r"\w+", key), f"front matter must be a YAML mapping, got {line!r}"
+        return key, json.loads(value)
+
+    def _statement(self, line: str) -> None:
+        if m := re.fullmatch(r"direction (LR|TB|RL|BT)", line):
+            self.direction = m.group(1)
+        elif m := re.fullmatch(r"classDef (\w+) ([^\n]+)", line):
+            self.class_defs[m.group(1)] = m.group(2)
+        elif m := re.fullmatch(rf"class ({_ID}) (\w+)", line):
+            self.classes[self._id(m.group(1))] = m.group(2)
+        elif m := re.fullmatch(rf'state "([^"]*)" as ({_ID})', line):
+            self.states[self._id(m.group(2))] = m.group(1)
+        elif m := re.fullmatch(rf"(\[\*\]|{_ID}) --> (\[\*\]|{_ID})(?:: ([^:;]+))?", line):
+            source, dest = self._id(m.group(1)), self._id(m.group(2))
+            self.edges.append((source, dest, m.group(3).split("<br>") if m.group(3) else []))
+        else:
+            raise AssertionError(f"not a statement of Mermaid's state diagram grammar: {line!r}")
+
+    @staticmethod
+    def _id(name: str) -> str:
+        assert name.lower() not in _KEYWORDS, f"{name!r} is a Mermaid keyword"
+        return name
+
+    def items(self) -> list[tuple[str, str, str]]:
+        """Every (source, dest, label item) on a labelled edge between states."""
+        return [(s, d, item) for s, d, labels in self.edges if "[*]" not in (s, d) for item in labels]
+
+
+def _event(item: str) -> str:
+    return re.sub(r"^\[[\d,]+\] ", "", item).split(" ")[0]
+
+
+def _drawn_rules(items):
+    """(source, event, dest or None for internal) of every label item."""
+    return collections.Counter(
+        (source, _event(item), None if item.endswith("[internal]") else dest) for source, dest, item in items
+    )
+
+
+def _declared_rules(policy):
+    table = LIFECYCLES[policy].table
+    return collections.Counter((state, event, rule.dest) for state, rules in table.items() for event, rule in rules.items())
+
+
+def _messages():
+    return {event: f"{cls.__name__} {kind.name}" for (cls, kind), event in lifecycle.MESSAGE_EVENTS.items()}
+
+
+# -- Mermaid ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_mermaid_has_exactly_the_declared_states_with_start_and_terminal_markers(policy):
+    life = LIFECYCLES[policy]
+    drawn = Mermaid(diagram.mermaid(policy))
+    assert set(drawn.states) == set(life.states)
+    assert [dest for source, dest, _ in drawn.edges if source == "[*]"] == [life.initial]
+    assert {source for source, dest, _ in drawn.edges if dest == "[*]"} == set(life.terminal)
+    for state in life.states:
+        assert drawn.classes[state] == ("s_terminal" if state in life.terminal else "s_default")
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_every_declared_rule_is_drawn_exactly_once(policy):
+    drawn = Mermaid(diagram.mermaid(policy))
+    assert _drawn_rules(drawn.items()) == _declared_rules(policy)
+    # One edge per pair of states: the events share it rather than stacking arrows.
+    pairs = [(s, d) for s, d, _ in drawn.edges]
+    assert len(pairs) == len(set(pairs))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_edge_labels_name_the_protocol_message_of_each_event(policy):
+    messages = _messages()
+    for _, _, item in Mermaid(diagram.mermaid(policy)).items():
+        event = _event(item)
+        if event in messages:
+            assert item.startswith(f"{event} ({messages[event]})"), item
+        else:
+            assert not any(message in item for message in messages.values()), item
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_group_behaviour_and_sent_cancels_are_on_the_edges(policy):
+    table = LIFECYCLES[policy].table
+    items = Mermaid(diagram.mermaid(policy)).items()
+    fanning = {event for rules in table.values() for event, rule in rules.items() if lifecycle.CANCEL_GROUP in rule.after}
+    sending = {event for rules in table.values() for event, rule in rules.items() if lifecycle.SEND_CANCEL in rule.after}
+    assert fanning and sending
+    for _, _, item in items:
+        event = _event(item)
+        assert (f"siblings take {lifecycle.GROUP_CANCEL}" in item) == (event in fanning), item
+        assert ("sends TaskCancel" in item) == (event in sending), item
+    (group_item,) = [item for _, _, item in items if _event(item) == lifecycle.GROUP_CANCEL]
+    assert all(cause in group_item for cause in fanning)
+
+
+def test_policies_differ_exactly_where_the_declaration_differs():
+    def as_map(counter):
+        return {(source, event): dest for source, event, dest in counter}
+
+    drawn = {policy: as_map(_drawn_rules(Mermaid(diagram.mermaid(policy)).items())) for policy in POLICIES}
+    declared = {policy: as_map(_declared_rules(policy)) for policy in POLICIES}
+    first, *others = POLICIES
+    for other in others:
+        expected = {key for key in declared[first].keys() | declared[other].keys() if declared[first].get(key) != declared[other].get(key)}
+        assert expected, "the policies are expected to differ somewhere"
+        got = {key for key in drawn[first].keys() | drawn[other].keys() if drawn[first].get(key) != drawn[other].get(key)}
+        assert got == expected
+
+
+def test_mermaid_repairs_what_transitions_emits():
+    text = diagram.mermaid()
+    drawn = Mermaid(text)  # the parser refuses "Class" and a bare front-matter title
+    assert drawn.front == {"title": "the lifecycle of a taskfate future, late_result=cancel"}
+    assert not re.search(r"^\s*Class ", text, re.M)
+    assert " | " not in text
+    assert set(drawn.classes.values()) == set(drawn.class_defs)
+
+
+def test_a_diagram_machine_that_differs_from_the_executed_table_is_refused(monkeypatch):
+    original = lifecycle.declaration
+
+    def missing_a_rule(policy=lifecycle.DEFAULT_POLICY):
+        declared = original(policy)
+        declared["transitions"] = declared["transitions"][:-1]
+        return declared
+
+    monkeypatch.setattr(lifecycle, "declaration", missing_a_rule)
+    with pytest.raises(DeclarationError, match="differs from the executed table"):
+        diagram.mermaid()
+
+
+def test_declared_rules_split_multi_source_rules_one_per_source():
+    rules = diagram.declared_rules("cancel")
+    assert collections.Counter((r.source, r.event, r.dest) for r in rules) == _declared_rules("cancel")
+
+
+# -- dot --------------------------------------------------------------------------
+
+
+def _dot_edges(text):
+    edges = re.findall(r'^  "([^"]+)" -> "([^"]+)"(?: \[label="((?:[^"\\]|\\.)*)"[^\]]*\])?;$', text, re.M)
+    return [(s, d, label.split("\\n") if label else []) for s, d, label in edges]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_dot_draws_every_declared_rule_once_and_marks_terminal_states(policy):
+    text = diagram.dot(policy)
+    edges = _dot_edges(text)
+    items = [(s, d, item) for s, d, labels in edges if not s.startswith("[*]") and not d.startswith("[*]") for item in labels]
+    assert _drawn_rules(items) == _declared_rules(policy)
+    life = LIFECYCLES[policy]
+    for state in life.states:
+        node = re.search(rf'^  "{state}" \[([^\]]*)\];$', text, re.M)
+        assert node is not None
+        assert ("peripheries=2" in node.group(1)) == (state in life.terminal)
+    assert ("[*]", life.initial, []) in edges
+
+
+def test_dot_and_mermaid_carry_the_same_labels():
+    mermaid_items = sorted(item for _, _, item in Mermaid(diagram.mermaid()).items())
+    dot_items = sorted(
+        item for s, d, labels in _dot_edges(diagram.dot()) if "[*]" not in s and "[*]" not in d for item in labels
+    )
+    assert [item.replace("\\", "") for item in dot_items] == mermaid_items
+
+
+# -- The table ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_table_has_every_state_and_event_with_next_state_or_ignored(policy):
+    life = LIFECYCLES[policy]
+    other = LIFECYCLES[next(p for p in POLICIES if p != policy)]
+    rows = [line for line in diagram.table_markdown(policy).splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    assert header[2:] == [f"`{state}`" for state in life.states]
+    body = {}
+    for row in rows[2:]:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        body[cells[0].strip("`")] = dict(zip(life.states, cells[2:]))
+    assert set(body) == set(lifecycle.EVENTS)
+    for event, cells in body.items():
+        for state, cell in cells.items():
+            rule = life.rule(state, event)
+            expected = "ignored" if rule is None else "stays" if rule.dest is None else f"`{rule.dest}`"
+            bold = other.rule(state, event) != rule
+            assert cell == (f"**{expected}**" if bold else expected), (event, state)
+
+
+# -- A future's path ---------------------------------------------------------------------
+
+
+def _refused_then_raced(policy):
+    h = Harness(policy)
+    future = h.submit()
+    future.cancel(timeout=0)
+    h.confirm(future, CancelConfirmType.CANCEL_FAILED)
+    future.cancel(timeout=0)
+    h.result(future, 7, TaskResultType.SUCCESS)
+    return h, future
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_futures_history_is_highlighted_step_by_step(policy):
+    h, future = _refused_then_raced(policy)
+    history = future.history
+    saved = diagram.history_from_json(diagram.history_to_json(history, policy=h.manager.late_result))
+    assert saved.policy == policy
+    assert [tuple(step) for step in saved.steps] == [tuple(step) for step in history]
+
+    drawn = Mermaid(diagram.mermaid(policy, saved.steps))
+    numbered = {}
+    for source, _, item in drawn.items():
+        prefix = re.match(r"^\[([\d,]+)\] ", item)
+        if prefix:
+            numbered[(source, _event(item))] = [int(n) for n in prefix.group(1).split(",")]
+    expected = collections.defaultdict(list)
+    for number, step in enumerate(history, 1):
+        expected[(step.source, step.event)].append(number)
+    assert numbered == expected
+    visited = {step.source for step in history} | {step.dest for step in history}
+    for state in LIFECYCLES[policy].states:
+        role = "current" if state == future.state else "visited" if state in visited else "unvisited"
+        assert drawn.classes[state] == f"s_{role}"
+    # All the rules are still there; only the path is marked.
+    assert _drawn_rules(drawn.items()) == _declared_rules(policy)
+
+    dot = diagram.dot(policy, saved.steps)
+    taken = {(s, d) for s, d, labels in _dot_edges(dot) if any(re.match(r"^\[[\d,]+\] ", item) for item in labels)}
+    assert taken == {(step.source, step.dest) for step in history}
+    assert dot.count('color="#1d4ed8", fontcolor="#1d4ed8", penwidth=2') == len(taken)
+
+
+def test_an_empty_history_marks_the_initial_state_current():
+    drawn = Mermaid(diagram.mermaid("cancel", []))
+    assert drawn.classes[LIFECYCLES["cancel"].initial] == "s_current"
+    assert {cls for state, cls in drawn.classes.items() if state != LIFECYCLES["cancel"].initial} == {"s_unvisited"}
+
+
+def test_a_history_from_the_other_policy_is_refused_with_the_policy_that_explains_it():
+    _, future = _refused_then_raced("deliver")
+    with pytest.raises(diagram.HistoryError, match=r"step 4 .*late_result='deliver'"):
+        diagram.mermaid("cancel", future.history)
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ([("cancel", "pending", "done")], "step 1 .* is not a rule"),
+        ([("cancel", "pending", "cancel_requested"), ("cancel", "pending", "cancel_requested")], "step 2 starts in 'pending'"),
+        ([("cancel", "nowhere", "done")], "not a rule"),
+        ([("cancel", "pending")], "must be \\(event, source, dest"),
+        ([(1, "pending", "cancel_requested")], "event must be a string"),
+        ([("cancel", "pending", "cancel_requested", float("nan"))], "finite number"),
+    ],
+)
+def test_a_history_that_is_not_a_declared_path_is_refused(steps, message):
+    with pytest.raises(diagram.HistoryError, match=message):
+        diagram.check_history(steps, "cancel")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{", "not JSON"),
+        ("[]", "not a saved taskfate history"),
+        ('{"format": "taskfate-history", "version": 9, "steps": []}', "version 9"),
+        ('{"format": "taskfate-history", "version": 1, "policy": "maybe", "steps": []}', "unknown late_result"),
+        ('{"format": "taskfate-history", "version": 1, "steps": {}}', "must be a list"),
+        ('{"format": "taskfate-history", "version": 1, "steps": [3]}', "step 1 must be an object"),
+    ],
+)
+def test_a_saved_history_that_cannot_be_read_says_why(text, message):
+    with pytest.raises(diagram.HistoryError, match=message):
+        diagram.history_from_json(text)
+
+
+# -- The docs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("relative", list(diagram.DOCUMENTS))
+def test_committed_docs_match_the_declaration(relative):
+    committed = (ROOT / relative).read_text(encoding="utf-8")
+    try:
+        fresh = diagram.refresh_document(committed, diagram.DOCUMENTS[relative])
+    except diagram.DocsError as exc:
+        pytest.fail(f"{relative}: {exc}")
+    assert fresh == committed, (
+        f"{relative} differs from the lifecycle declaration; refresh it from the repository root with: "
+        f"{diagram.REFRESH_COMMAND}"
+    )
+
+
+def test_lifecycle_page_shows_both_policies_diagram_and_table():
+    page = (ROOT / "docs/lifecycle.md").read_text(encoding="utf-8")
+    for policy in POLICIES:
+        assert diagram.mermaid(policy) in page
+        assert diagram.table_markdown(policy) in page
+    assert diagram.mermaid() in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_refresh_keeps_everything_outside_the_markers():
+    sections = {"a": "new A\n", "b": "new B\n"}
+    text = "intro\n<!-- BEGIN GENERATED a -->\nold\n<!-- END GENERATED a -->\nmiddle\n<!-- BEGIN GENERATED b: x -->\n<!-- END GENERATED b -->\nend"
+    out = diagram.refresh_document(text, ["a", "b"], sections)
+    assert out.startswith("intro\n<!-- BEGIN GENERATED a:") and out.endswith("<!-- END GENERATED b -->\nend")
+    assert "\nnew A\n<!-- END GENERATED a -->\nmiddle\n" in out and "old" not in out
+    assert diagram.refresh_document(out, ["a", "b"], sections) == out
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("no markers", "needs one BEGIN and then one END"),
+        ("<!-- END GENERATED a -->\n<!-- BEGIN GENERATED a -->", "found \\['END', 'BEGIN'\\]"),
+        ("<!-- BEGIN GENERATED a -->\n<!-- BEGIN GENERATED a -->\n<!-- END GENERATED a -->", "found"),
+        ("<!-- BEGIN GENERATED a -->\n<!-- END GENERATED a -->\n<!-- BEGIN GENERATED zz -->", "unknown generated section 'zz'"),
+    ],
+)
+def test_refresh_refuses_broken_markers(text, message):
+    with pytest.raises(diagram.DocsError, match=message):
+        diagram.refresh_document(text, ["a"], {"a": "A\n"})
+
+
+# -- The command line ------------------------------------------------------------------------
+
+
+def run_cli(capsysbinary, *argv):
+    status = cli.main(["diagram", *argv])
+    out, err = capsysbinary.readouterr()
+    return status, out, err.decode()
+
+
+def test_cli_prints_mermaid_by_default(capsysbinary):
+    status, out, err = run_cli(capsysbinary)
+    assert status == 0 and err == ""
+    assert out.decode() == diagram.mermaid()
+
+
+def test_cli_writes_dot_for_a_policy_and_infers_format_from_the_suffix(capsysbinary, tmp_path):
+    target = tmp_path / "life.dot"
+    status, out, _ = run_cli(capsysbinary, "--policy", "deliver", "--output", str(target))
+    assert status == 0 and out == b""
+    assert target.read_text() == diagram.dot("deliver")
+    status, out, _ = run_cli(capsysbinary, "--format", "mermaid", "--policy", "deliver")
+    assert out.decode() == diagram.mermaid("deliver")
+
+
+def test_cli_draws_a_saved_history_under_its_policy(capsysbinary, tmp_path):
+    h, future = _refused_then_raced("deliver")
+    saved = tmp_path / "future.json"
+    saved.write_text(diagram.history_to_json(future.history, policy=h.manager.late_result))
+    status, out, err = run_cli(capsysbinary, "--history", str(saved))
+    assert status == 0, err
+    assert out.decode() == diagram.mermaid("deliver", future.history)
+    status, out, err = run_cli(capsysbinary, "--history", str(saved), "--policy", "cancel")
+    assert status == 1 and out == b""
+    assert err.count("\n") == 1 and "late_result='deliver'" in err
+
+
+@pytest.mark.parametrize("content", [None, "not json", '{"format": "taskfate-history", "version": 1, "steps": [["x"]]}'])
+def test_cli_reports_an_unreadable_history_in_one_line(capsysbinary, tmp_path, content):
+    saved = tmp_path / "future.json"
+    if content is not None:
+        saved.write_text(content)
+    status, out, err = run_cli(capsysbinary, "--history", str(saved))
+    assert status == 1 and out == b""
+    assert err.startswith("taskfate diagram: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def _no_renderer(monkeypatch, path=""):
+    monkeypatch.setitem(sys.modules, "pygraphviz", None)  # import now raises ImportError
+    monkeypatch.setenv("PATH", path)
+
+
+@pytest.mark.parametrize("fmt", ["svg", "png"])
+def test_cli_without_graphviz_says_how_to_install_it_and_writes_nothing(capsysbinary, monkeypatch, tmp_path, fmt):
+    _no_renderer(monkeypatch, str(tmp_path / "empty"))
+    target = tmp_path / f"life.{fmt}"
+    target.write_bytes(b"previous picture")
+    status, out, err = run_cli(capsysbinary, "--format", fmt, "--output", str(target))
+    assert status == 1 and out == b""
+    assert err == f"taskfate diagram: {fmt} output needs Graphviz: {command.INSTALL_HINT}\n"
+    assert "pip install 'taskfate[diagrams]'" in err
+    assert target.read_bytes() == b"previous picture"
+
+
+def _fake_dot(tmp_path, script):
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    program = folder / "dot"
+    program.write_text("#!/bin/sh\n" + script)
+    program.chmod(program.stat().st_mode | stat.S_IXUSR)
+    return folder
+
+
+@pytest.mark.timeout(60)
+def test_cli_falls_back_to_the_dot_program(capsysbinary, monkeypatch, tmp_path):
+    folder = _fake_dot(tmp_path, 'echo "format $1"; cat\n')
+    _no_renderer(monkeypatch, f"{folder}:/usr/bin:/bin")
+    status, out, err = run_cli(capsysbinary, "--format", "svg")
+    assert status == 0, err
+    assert out.decode() == "format -Tsvg\n" + diagram.dot()
+    h, future = _refused_then_raced("deliver")
+    saved = tmp_path / "future.json"
+    saved.write_text(diagram.history_to_json(future.history, policy=h.manager.late_result))
+    status, out, err = run_cli(capsysbinary, "--history", str(saved), "--format", "png", "--output", str(tmp_path / "path.png"))
+    assert status == 0, err
+    assert (tmp_path / "path.png").read_text() == "format -Tpng\n" + diagram.dot("deliver", future.history)
+
+
+@pytest.mark.timeout(60)
+def test_cli_reports_a_failing_dot_program_in_one_line(capsysbinary, monkeypatch, tmp_path):
+    folder = _fake_dot(tmp_path, 'cat > /dev/null; echo "Error: syntax error in line 1" >&2; exit 3\n')
+    _no_renderer(monkeypatch, f"{folder}:/usr/bin:/bin")
+    status, out, err = run_cli(capsysbinary, "--format", "png", "--output", str(tmp_path / "x.png"))
+    assert status == 1 and out == b""
+    assert err.count("\n") == 1 and "exited 3: Error: syntax error in line 1" in err
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.timeout(120)
+def test_pygraphviz_renders_svg_and_png(capsysbinary, tmp_path):
+    pytest.importorskip("pygraphviz", reason="the taskfate[diagrams] extra is not installed")
+    status, out, err = run_cli(capsysbinary, "--format", "svg")
+    assert status == 0, err
+    svg = out.decode()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    texts = set(re.findall(r"<text[^>]*>([^<]*)</text>", svg))
+    assert set(LIFECYCLES["cancel"].states) <= texts
+    target = tmp_path / "life.png"
+    status, _, err = run_cli(capsysbinary, "--output", str(target))
+    assert status == 0, err
+    assert target.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@pytest.mark.timeout(120)
+def test_the_system_dot_program_renders_svg(capsysbinary, monkeypatch):
+    program = shutil.which("dot")
+    if program is None:
+        pytest.skip("no dot program on PATH")
+    monkeypatch.setitem(sys.modules, "pygraphviz", None)
+    status, out, err = run_cli(capsysbinary, "--format", "svg")
+    assert status == 0, err
+    assert "<svg" in out.decode() and ">cancel_requested<" in out.decode()
+
+
+def _checkout_copy(tmp_path):
+    for relative in diagram.DOCUMENTS:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / relative, tmp_path / relative)
+
+
+def test_cli_update_docs_regenerates_only_the_marked_sections(capsysbinary, tmp_path):
+    _checkout_copy(tmp_path)
+    page = tmp_path / "docs/lifecycle.md"
+    committed = page.read_text()
+    stale = committed.replace(diagram.table_markdown("deliver"), "| stale |\n")
+    assert stale != committed
+    page.write_text(stale)
+    status, out, err = run_cli(capsysbinary, "--update-docs", "--docs-root", str(tmp_path))
+    assert status == 0, err
+    assert page.read_text() == committed
+    assert (tmp_path / "README.md").read_text() == (ROOT / "README.md").read_text()
+    assert f"{page}: updated" in out.decode() and "README.md: up to date" in out.decode()
+
+
+def test_cli_update_docs_with_a_missing_marker_changes_no_file(capsysbinary, tmp_path):
+    _checkout_copy(tmp_path)
+    readme, page = tmp_path / "README.md", tmp_path / "docs/lifecycle.md"
+    readme.write_text(readme.read_text().replace("(TaskResult SUCCESS)", "(stale)"))
+    page.write_text(page.read_text().replace("<!-- END GENERATED lifecycle-deliver -->", ""))
+    before = readme.read_text(), page.read_text()
+    status, out, err = run_cli(capsysbinary, "--update-docs", "--docs-root", str(tmp_path))
+    assert status == 1 and "lifecycle-deliver" in err and "Traceback" not in err
+    assert (readme.read_text(), page.read_text()) == before
+
+
+def test_cli_update_docs_refuses_drawing_options(capsysbinary):
+    status, _, err = run_cli(capsysbinary, "--update-docs", "--format", "dot")
+    assert status == 1 and "--update-docs takes no" in err
