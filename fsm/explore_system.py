@@ -68,12 +68,12 @@ SYSTEM_INVARIANTS: Final = ("scheduler_answers_once", "futures_can_end")
 
 # Messages in flight are (kind, target, code) triples of ints; target -1 is
 # the group. Codes: force flag, or the index of the result / confirm event.
-_TASK, _CANCEL, _RESULT, _CONFIRM = 0, 1, 2, 3
-_KIND_NAMES = ("Task", "TaskCancel", "TaskResult", "TaskCancelConfirm")
+_TASK, _CANCEL, _RESULT, _CONFIRM, _DISCONNECT = 0, 1, 2, 3, 4
 Wire = tuple[int, int, int]
 
 # A scheduler task is (state index or -1 before its Task arrived, result sent:
-# 0 none, else 1 + index in RESULT_EVENTS).
+# 0 none, else 1 + index in RESULT_EVENTS, forgotten: the record was dropped
+# by ``forget`` and the scheduler no longer knows the id).
 _SCHEDULER_EFFECTS = frozenset(
     {
         "enqueue",
@@ -93,10 +93,10 @@ _SCHEDULER_EFFECTS = frozenset(
 )
 _WORKER_EVENTS = ("assign", "finish_success", "finish_failure", "worker_lost")
 
-# System state: (futures, group asked, closed, scheduler tasks, to scheduler,
-# to client, flags) where flags bit 0 = something was dropped, bit 1 = the
-# client is gone (closed or lost its connection).
-SystemState = tuple[Any, int, int, tuple[tuple[int, int], ...], frozenset[Wire], frozenset[Wire], int]
+# System state: (futures, group asked, closed, scheduler tasks, to scheduler
+# (in order), to client (a set), flags) where flags bit 0 = something was
+# dropped, bit 1 = the client is gone (closed or lost its connection).
+SystemState = tuple[Any, int, int, tuple[tuple[int, int, int], ...], tuple[Wire, ...], frozenset[Wire], int]
 Action = tuple[Any, ...]
 
 
@@ -105,6 +105,8 @@ def _wire_name(message: Wire) -> str:
     who = "group" if target < 0 else f"t{target}"
     if kind == _TASK:
         return f"Task({who})"
+    if kind == _DISCONNECT:
+        return "ClientDisconnect"
     if kind == _CANCEL:
         return f"TaskCancel({who}, force={bool(code)})"
     if kind == _RESULT:
@@ -154,8 +156,6 @@ class SystemExplorer(Explorer):
                 rules[event] = (None if rule.dest is None else self._s_index[rule.dest], rule.before, rule.after)
             self._s_rules.append(rules)
         self._succeeded = self._s_index.get("succeeded", -2)
-        self._s_failed = self._s_index.get("failed", -2)
-        self._s_canceled = self._s_index.get("canceled", -2)
         self._s_used: set[tuple[int, str]] = set()
 
     # -- Public ------------------------------------------------------------------
@@ -163,8 +163,8 @@ class SystemExplorer(Explorer):
     def initial(self) -> SystemState:  # type: ignore[override]
         futures, asked, closed = super().initial()
         # The first node is submitted at the start: its Task is on the wire.
-        scheduler = ((-1, 0),) * self.futures
-        return (futures, asked, closed, scheduler, frozenset({(_TASK, 0, 0)}), frozenset(), 0)
+        scheduler = ((-1, 0, 0),) * self.futures
+        return (futures, asked, closed, scheduler, ((_TASK, 0, 0),), frozenset(), 0)
 
     def run(self, depth: int = 14, progress: Callable[[str], None] | None = None) -> Report:
         """Explore to ``depth``, then check that futures can end from every state reached."""
@@ -188,9 +188,10 @@ class SystemExplorer(Explorer):
     def describe_state(self, state: Any) -> str:
         client = super().describe_state(state[:3])
         tasks = ", ".join(
-            f"t{number} {'unknown' if st < 0 else self._s_names[st]}" for number, (st, _) in enumerate(state[3])
+            f"t{number} {'unknown' if st < 0 else self._s_names[st]}{' (forgotten)' if forgotten else ''}"
+            for number, (st, _, forgotten) in enumerate(state[3])
         )
-        to_sched = ", ".join(sorted(_wire_name(m) for m in state[4])) or "nothing"
+        to_sched = ", ".join(_wire_name(m) for m in state[4]) or "nothing"
         to_client = ", ".join(sorted(_wire_name(m) for m in state[5])) or "nothing"
         flags = (" [connection broke]" if state[6] & 1 else "") + (" [client gone]" if state[6] & 2 else "")
         return f"client: {client} | scheduler: {tasks} | to scheduler: {to_sched} | to client: {to_client}{flags}"
@@ -221,7 +222,11 @@ class SystemExplorer(Explorer):
             actions += [("clear",), ("connection_lost",)]
         if not closed:
             actions.append(("close",))
-        for message in sorted(to_sched | to_client):
+        if to_sched:
+            # One connection keeps the client's messages in order; it loses
+            # them only by breaking.
+            actions += [("deliver", *to_sched[0]), ("drop", *to_sched[0])]
+        for message in sorted(to_client):
             for how in ("deliver", "duplicate", "drop"):
                 actions.append((how, *message))
         actions += self._scheduler_moves(tasks, flags)
@@ -229,8 +234,8 @@ class SystemExplorer(Explorer):
 
     def _scheduler_moves(self, tasks: tuple[tuple[int, int], ...], flags: int) -> list[Action]:
         moves: list[Action] = []
-        for index, (st, _) in enumerate(tasks):
-            if st < 0:
+        for index, (st, _, forgotten) in enumerate(tasks):
+            if st < 0 or forgotten:
                 continue
             rules = self._s_rules[st]
             for event in _WORKER_EVENTS:
@@ -244,7 +249,9 @@ class SystemExplorer(Explorer):
         """Moves that need nobody to act: the scheduler, deliveries, timers,
         and a broken connection being noticed."""
         futures, _, closed, tasks, to_sched, to_client, flags = state
-        moves: list[Action] = [("deliver", *message) for message in sorted(to_sched | to_client)]
+        moves: list[Action] = [("deliver", *message) for message in sorted(to_client)]
+        if to_sched:
+            moves.append(("deliver", *to_sched[0]))
         moves += self._scheduler_moves(tasks, flags)
         if self.timeouts and not closed:
             moves += [("timeout", index) for index, future in enumerate(futures) if future[_ARMED]]
@@ -256,12 +263,12 @@ class SystemExplorer(Explorer):
         futures_t, _, closed, tasks_t, to_sched_t, to_client_t, flags = state
         futures = [list(future) for future in futures_t]
         tasks = [list(task) for task in tasks_t]
-        to_sched, to_client = set(to_sched_t), set(to_client_t)
+        to_sched, to_client = list(to_sched_t), set(to_client_t)
         before = [future[_ST] for future in futures]
         kind = action[0]
         if kind == "submit":
             futures[action[1]][_ST] = self._initial
-            to_sched.add((_TASK, action[1], 0))
+            to_sched.append((_TASK, action[1], 0))
         elif kind == "cancel":
             index, force = action[1], action[2]
             step.force = force
@@ -284,18 +291,21 @@ class SystemExplorer(Explorer):
                 flags |= 2
             if kind == "close":
                 closed = 1
+                to_sched.append((_DISCONNECT, 0, 0))
                 for number, future in enumerate(futures):
                     future[_ARMED] = 0
                     if future[_ST] != _UNSUBMITTED and future[_ST] not in self._terminal:
                         step.problems.append(("close_ends_every_future", f"close() left f{number} {self._names[future[_ST]]}"))
         elif kind in ("deliver", "duplicate", "drop"):
             message: Wire = (action[1], action[2], action[3])
-            queue = to_sched if message[0] in (_TASK, _CANCEL) else to_client
-            if kind != "duplicate":
-                queue.discard(message)
+            to_scheduler = message[0] in (_TASK, _CANCEL, _DISCONNECT)
+            if to_scheduler:
+                del to_sched[0]
+            elif kind != "duplicate":
+                to_client.discard(message)
             if kind == "drop":
                 flags |= 1
-            elif message[0] in (_TASK, _CANCEL):
+            elif to_scheduler:
                 self._scheduler_receives(message, tasks, to_client, step)
             else:
                 self._client_receives(message, futures, step, before)
@@ -307,15 +317,15 @@ class SystemExplorer(Explorer):
                 if future[_ST] == self._cancelled:
                     future[6] = 1
         for target in step.sent:
-            to_sched.add((_CANCEL, target, step.force))
+            to_sched.append((_CANCEL, target, step.force))
         if step.tracing:
             step.effects.insert(0, self.describe_action(action))
         return (
             tuple(tuple(future) for future in futures),
             step.asked_group,
             closed,
-            tuple((task[0], task[1]) for task in tasks),
-            frozenset(to_sched),
+            tuple((task[0], task[1], task[2]) for task in tasks),
+            tuple(to_sched),
             frozenset(to_client),
             flags,
         )
@@ -333,42 +343,52 @@ class SystemExplorer(Explorer):
         for member in self._live(futures):
             self._dispatch(futures, member, event, step, before)
 
+    def _known(self, tasks: list[list[int]], index: int) -> bool:
+        """Whether the scheduler holds a record for node ``index``."""
+        return tasks[index][0] >= 0 and not tasks[index][2]
+
     def _scheduler_receives(self, message: Wire, tasks: list[list[int]], to_client: set[Wire], step: _Step) -> None:
+        """What the reference scheduler's loop does with a client message."""
         kind, target, code = message
+        if kind == _DISCONNECT:
+            for index in range(len(tasks)):
+                self._fire(tasks, index, "client_gone", to_client, step)
+            return
         if kind == _TASK:
-            if tasks[target][0] >= 0:
-                return  # a duplicate Task: the scheduler already has it
-            tasks[target][0] = self._s_initial
+            if self._known(tasks, target):
+                return  # a Task it already holds is counted and ignored
+            tasks[target][0], tasks[target][2] = self._s_initial, 0
             if step.tracing:
                 step.effects.append(f"scheduler: t{target} created {self._s_names[self._s_initial]}")
-            self._tell_dependency(tasks, target, to_client, step)
+            if target > 0 and self._known(tasks, target - 1):
+                return  # waits for its dependency to finish
+            if target == 0 or tasks[target - 1][0] == self._succeeded:
+                # No dependency, or one that succeeded: its result is kept
+                # for the graph's nodes still on their way.
+                self._fire(tasks, target, "dependencies_met", to_client, step)
+            else:
+                # A dependency the scheduler does not hold and has no
+                # result of: failed, cancelled or never seen.
+                self._fire(tasks, target, "dependency_failed", to_client, step)
             return
         event = "cancel_force" if code else "cancel_gentle"
-        members = [target] if target >= 0 else list(range(len(tasks)))
-        known = [member for member in members if tasks[member][0] >= 0]
-        if not known:
+        if target >= 0:
+            members = [target] if self._known(tasks, target) else []
+        else:
+            members = [member for member in range(len(tasks)) if self._known(tasks, member)]
+        if not members:
             to_client.add((_CONFIRM, target, lc.CONFIRM_EVENTS.index(lc.CONFIRM_NOT_FOUND)))
             if step.tracing:
                 step.effects.append(f"scheduler: {'the group' if target < 0 else f't{target}'} unknown: not found")
             return
-        for member in known:
-            self._fire(tasks, member, event, to_client, step)
-
-    def _tell_dependency(self, tasks: list[list[int]], index: int, to_client: set[Wire], step: _Step) -> None:
-        """A waiting task learns its dependency's fate (if it has one)."""
-        if tasks[index][0] < 0:
-            return
-        dependency = tasks[index - 1][0] if index > 0 else self._succeeded
-        if dependency == self._succeeded:
-            self._fire(tasks, index, "dependencies_met", to_client, step)
-        elif dependency == self._s_failed:
-            self._fire(tasks, index, "dependency_failed", to_client, step)
-        elif dependency == self._s_canceled:
-            self._fire(tasks, index, "dependency_canceled", to_client, step)
+        for member in members:
+            # Members cancelled along the way (as dependants) are skipped.
+            if self._known(tasks, member):
+                self._fire(tasks, member, event, to_client, step)
 
     def _fire(self, tasks: list[list[int]], index: int, event: str, to_client: set[Wire], step: _Step) -> None:
         task = tasks[index]
-        if task[0] < 0:
+        if not self._known(tasks, index):
             return
         source = task[0]
         rule = self._s_rules[source].get(event)
@@ -397,8 +417,11 @@ class SystemExplorer(Explorer):
             confirm = {"send_canceled": lc.CONFIRM_CANCELED, "send_cancel_failed": lc.CONFIRM_CANCEL_FAILED, "send_not_found": lc.CONFIRM_NOT_FOUND}[name]
             to_client.add((_CONFIRM, index, lc.CONFIRM_EVENTS.index(confirm)))
         elif name in ("release_dependants", "fail_dependants", "cancel_dependants"):
+            event = {"release_dependants": "dependencies_met", "fail_dependants": "dependency_failed", "cancel_dependants": "dependency_canceled"}[name]
             if index + 1 < len(tasks):
-                self._tell_dependency(tasks, index + 1, to_client, step)
+                self._fire(tasks, index + 1, event, to_client, step)
+        elif name == "forget":
+            tasks[index][2] = 1
         if result >= 0:
             sent = tasks[index][1]
             if sent and sent != result + 1:
