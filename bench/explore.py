@@ -64,7 +64,7 @@ def row(label: str, explorer: Explorer, depth: int, count: bool = True) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--policy", default="cancel")
-    parser.add_argument("--system-depth", type=int, default=8, help="depth for the 2-future client+scheduler row")
+    parser.add_argument("--system-depth", type=int, default=12, help="depth for the 2-node client+scheduler row")
     args = parser.parse_args()
 
     print(f"{'exploration':<34}{'depth':>6}{'states':>10}{'edges':>12}{'seconds':>9}{'states/s':>12}{'orderings':>16}")
@@ -78,6 +78,7 @@ def main() -> None:
 
     row("client + scheduler, 1 future", SystemExplorer(args.policy, scheduler.compiled()), 16, count=False)
     row("client + scheduler, 2-node graph", SystemExplorer(args.policy, scheduler.compiled(), futures=2), args.system_depth, count=False)
+    row("client + scheduler, 3-node graph", SystemExplorer(args.policy, scheduler.compiled(), futures=3), 9, count=False)
     print("* every reachable state was visited before the depth bound")
 
     # Baseline in the same process: the depth-6 single-future orderings one

@@ -232,7 +232,7 @@ class SystemExplorer(Explorer):
         actions += self._scheduler_moves(tasks, flags)
         return actions
 
-    def _scheduler_moves(self, tasks: tuple[tuple[int, int], ...], flags: int) -> list[Action]:
+    def _scheduler_moves(self, tasks: tuple[tuple[int, int, int], ...], flags: int) -> list[Action]:
         moves: list[Action] = []
         for index, (st, _, forgotten) in enumerate(tasks):
             if st < 0 or forgotten:
