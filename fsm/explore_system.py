@@ -13,20 +13,24 @@ The model
   routing (finished futures receive nothing more; a group's confirm reaches
   its live members). Users submit (the graph's nodes in order), cancel (forced
   or gentle), clear, close; the connection may be lost; armed timers fire.
-* The scheduler: one declared task lifecycle per node. Node ``i`` depends on
-  node ``i - 1`` (a chain, the smallest graph whose nodes become ready one by
-  one). A ``Task`` arriving creates the record in the initial state and tells
-  it at once whether its dependency succeeded, failed or was cancelled. A
-  ``TaskCancel`` fires ``cancel_force``/``cancel_gentle`` on the task, or on
-  every known member when it names the group; one for an id the scheduler
-  never saw is answered "not found". Workers assign, finish, fail and die at
-  any moment; after the client closed or lost its connection the scheduler
-  may notice (``client_gone``).
-* The channel, each way: a set of messages in flight. Any of them may be
-  delivered next (reordering), delivered and kept (duplication) or dropped.
-  A real transport drops only when the connection breaks, and the client
-  then learns it from the heartbeat; so once anything was dropped, the
-  connection loss counts as something that will happen.
+* The scheduler: one declared task lifecycle per node, node ``i`` depending
+  on node ``i - 1`` (a chain, the smallest graph whose nodes become ready
+  one by one), routed as the reference scheduler's loop routes: a ``Task``
+  it holds is ignored; a node whose dependency it holds waits; one whose
+  dependency it no longer holds runs if that dependency succeeded (its
+  result is kept) and fails otherwise; a ``TaskCancel`` fires
+  ``cancel_force``/``cancel_gentle`` on the task or on every member of the
+  group it still holds, and an id it does not hold is answered "not found";
+  ``forget`` drops a record. Workers assign, finish, fail and die at any
+  moment; after the client closed (``ClientDisconnect``) or lost its
+  connection the scheduler may notice (``client_gone``).
+* The channel. The client's messages travel in order on one connection,
+  which loses them only by breaking. The scheduler's answers are a set in
+  flight: any may be delivered next (reordering), delivered and kept
+  (duplication) or dropped. A real transport drops only when the connection
+  breaks, and the client then learns it from the heartbeat; so once
+  anything was dropped, the connection loss counts as something that will
+  happen.
 
 What is checked
 ---------------
@@ -53,7 +57,9 @@ from typing import Any, Final
 from taskfate.fsm import lifecycle as lc
 from taskfate.fsm.explore import (
     _ARMED,
+    _PROMISED,
     _ST,
+    _WAITING,
     _UNSUBMITTED,
     Explorer,
     Report,
@@ -275,9 +281,9 @@ class SystemExplorer(Explorer):
             self._dispatch(futures, index, lc.CANCEL, step, before)
             future = futures[index]
             if future[_ST] == self._cancel_requested:
-                future[5] = min(future[5] + 1, 2)  # a cancel() caller waits
+                future[_WAITING] = min(future[_WAITING] + 1, 2)
             elif future[_ST] == self._cancelled:
-                future[6] = 1
+                future[_PROMISED] = 1
         elif kind == "timeout":
             future = futures[action[1]]
             future[_ARMED] = 0
@@ -312,10 +318,10 @@ class SystemExplorer(Explorer):
         else:  # a worker event or client_gone on scheduler task action[1]
             self._fire(tasks, action[1], kind, to_client, step)
         for future in futures:
-            if future[5] and future[_ST] != self._cancel_requested:
-                future[5] = 0
+            if future[_WAITING] and future[_ST] != self._cancel_requested:
+                future[_WAITING] = 0
                 if future[_ST] == self._cancelled:
-                    future[6] = 1
+                    future[_PROMISED] = 1
         for target in step.sent:
             to_sched.append((_CANCEL, target, step.force))
         if step.tracing:
