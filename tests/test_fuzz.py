@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
 from taskfate.fsm import lifecycle
-from taskfate.fsm.fuzz import ReferenceClient, messages, orderings, task_ids
+from taskfate.client import FutureManager
+from taskfate.fsm.fuzz import ClientMachine, ReferenceClient, messages, orderings, task_ids
 from taskfate.protocol import CancelConfirmType, Task, TaskCancel, TaskCancelConfirm, TaskID, TaskResult, TaskResultType, decode, encode
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "fuzzing.md"
@@ -87,6 +88,18 @@ def test_the_reference_routes_a_group_confirm_and_sends_one_cancel_per_group():
     assert reference.late_results == [late]
 
 
+def _generate_only() -> settings:
+    # Finding the bug is the point, not shrinking it; deterministic, capped.
+    return settings(
+        max_examples=1000,
+        phases=[Phase.generate],
+        database=None,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
 @pytest.mark.timeout(120)
 def test_the_documented_example_passes():
     example = _example()
@@ -98,16 +111,53 @@ def test_the_documented_example_passes():
 def test_the_documented_routing_bug_is_found():
     example = _example()
     with pytest.raises(AssertionError) as failure:
-        run_state_machine_as_test(
-            example["FilteringMiniClientMachine"],
-            settings=settings(
-                max_examples=1000,
-                phases=[Phase.generate],
-                database=None,
-                derandomize=True,
-                deadline=None,
-                suppress_health_check=list(HealthCheck),
-            ),
-        )
+        run_state_machine_as_test(example["FilteringMiniClientMachine"], settings=_generate_only())
     checks = {frame.name for frame in traceback.extract_tb(failure.value.__traceback__)}
     assert "futures_say_what_the_lifecycle_says" in checks, repr(failure.value)
+
+
+class _ManagerMachine(ClientMachine):
+    """The kit pointed at a bare FutureManager, every optional hook enabled."""
+
+    def make_client(self, send, clock):
+        self.manager = FutureManager(send, late_result=self.lifecycle, clock=clock, timer=False, cancel_timeout=self.cancel_timeout)
+
+    def submit(self, task):
+        return self.manager.submit(task)
+
+    def deliver(self, message):
+        self.manager.on_message(message)
+
+    def clear(self):
+        self.manager.clear()
+
+    def close(self):
+        self.manager.close()
+
+    def connection_lost(self):
+        self.manager.connection_lost()
+
+    def expire(self):
+        self.manager.expire()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("policy", lifecycle.POLICIES)
+def test_the_manager_itself_agrees_with_the_reference(policy):
+    class OnPolicy(_ManagerMachine):
+        pass
+
+    OnPolicy.lifecycle = policy
+    run_state_machine_as_test(OnPolicy, settings=settings(max_examples=100, deadline=None))
+
+
+@pytest.mark.timeout(120)
+def test_a_client_that_swallows_its_cancel_requests_is_caught():
+    class Swallowing(_ManagerMachine):
+        def make_client(self, send, clock):
+            super().make_client(lambda m: None if isinstance(m, TaskCancel) else send(m), clock)
+
+    with pytest.raises(AssertionError) as failure:
+        run_state_machine_as_test(Swallowing, settings=_generate_only())
+    checks = {frame.name for frame in traceback.extract_tb(failure.value.__traceback__)}
+    assert "the_client_sends_what_the_lifecycle_sends" in checks, repr(failure.value)
