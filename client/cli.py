@@ -18,6 +18,7 @@ _COMMANDS = (
     "taskfate.client.commands.demo",
     "taskfate.client.commands.scheduler",
     "taskfate.client.commands.diagram",
+    "taskfate.client.commands.explore",
 )
 
 

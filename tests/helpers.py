@@ -6,6 +6,7 @@ import pickle
 from typing import Any
 
 from taskfate.client import Future, FutureManager
+from taskfate.fsm import Lifecycle
 from taskfate.protocol import (
     CancelConfirmType,
     Message,
@@ -27,7 +28,7 @@ class FakeClock:
 
 
 class Harness:
-    def __init__(self, policy: str = "cancel", cancel_timeout: float = 5.0, **kwargs: Any) -> None:
+    def __init__(self, policy: str | Lifecycle = "cancel", cancel_timeout: float = 5.0, **kwargs: Any) -> None:
         self.sent: list[Message] = []
         self.clock = FakeClock()
         self.manager = FutureManager(

@@ -29,8 +29,13 @@ CANCEL_WAIT = 0.02
 class LifecycleMachine(RuleBasedStateMachine):
     futures = Bundle("futures")
 
-    @initialize(policy=st.sampled_from(lifecycle.POLICIES))
-    def start(self, policy):
+    #: What the manager executes: policy names, or compiled lifecycles (the
+    #: tests of the explorer run this machine on deliberately broken ones).
+    lifecycles = lifecycle.POLICIES
+
+    @initialize(data=st.data())
+    def start(self, data):
+        policy = data.draw(st.sampled_from(self.lifecycles), label="lifecycle")
         self.h = Harness(policy, cancel_timeout=5.0, history_limit=10_000)
         self.group = TaskID.new()
         self.all = []
@@ -190,6 +195,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert not future.running()
             if state == lifecycle.DONE:
                 assert future.exception(timeout=0) is None
+                assert future.result(timeout=0) in (1, 2)
             elif state == lifecycle.FAILED:
                 assert isinstance(future.exception(timeout=0), BaseException)
             elif state == lifecycle.CANCELLED:
@@ -200,6 +206,15 @@ class LifecycleMachine(RuleBasedStateMachine):
                     future.result(timeout=0)
         if hasattr(self, "h"):
             assert len(self.h.manager) == sum(1 for f in self.all if not f.done())
+
+    @invariant()
+    def cancel_requested_ends_within_the_timeout(self):
+        if not hasattr(self, "h"):
+            return
+        for future in self.all:
+            if future.state == lifecycle.CANCEL_REQUESTED:
+                entered = future.history[-1].time
+                assert self.h.clock.now < entered + self.h.manager.cancel_timeout
 
     @invariant()
     def every_result_is_delivered_or_recorded(self):

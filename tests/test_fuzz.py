@@ -1,0 +1,163 @@
+"""The fuzzing kit: its strategies, its reference, and the documented example.
+
+The example in docs/fuzzing.md is extracted and run here, both the correct
+client (which must pass) and the one with a routing bug (which must fail),
+so the page cannot drift from what the kit does.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+import unittest
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import run_state_machine_as_test
+
+from taskfate.fsm import lifecycle
+from taskfate.client import FutureManager
+from taskfate.fsm.fuzz import ClientMachine, ReferenceClient, messages, orderings, task_ids
+from taskfate.protocol import CancelConfirmType, Task, TaskCancel, TaskCancelConfirm, TaskID, TaskResult, TaskResultType, decode, encode
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "fuzzing.md"
+
+
+def _example() -> dict:
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
+    assert len(blocks) >= 3, "docs/fuzzing.md lost its example"
+    namespace: dict = {"__name__": "fuzzing_example"}
+    exec(compile("\n".join(blocks), str(DOC), "exec"), namespace)
+    return namespace
+
+
+@given(messages())
+def test_every_generated_message_survives_the_wire(message):
+    assert decode(encode(message)) == message
+
+
+@given(st.lists(task_ids(), min_size=1, max_size=4, unique=True).flatmap(lambda ids: st.tuples(st.just(ids), orderings(ids))))
+def test_orderings_speak_only_of_the_given_tasks_and_settle_one_outcome_each(drawn):
+    ids, ordering = drawn
+    assert {m.task_id for m in ordering} <= set(ids)
+    for task_id in ids:
+        kinds = {m.result_type for m in ordering if isinstance(m, TaskResult) and m.task_id == task_id}
+        assert len(kinds) <= 1
+
+
+@given(orderings([TaskID(b"a" * 16), TaskID(b"b" * 16)], group_id=TaskID(b"g" * 16)))
+def test_every_ordering_ends_the_reference_futures_it_answers(ordering):
+    reference = ReferenceClient("cancel")
+    ids, group = [TaskID(b"a" * 16), TaskID(b"b" * 16)], TaskID(b"g" * 16)
+    for task_id in ids:
+        reference.submit(Task(task_id, b"", group))
+    for message in ordering:
+        reference.on_message(message)
+    for task_id in ids:
+        # Without a cancel of ours, only a result or the scheduler's own
+        # "canceled" (to the task or its group) ends a future.
+        answered = any(
+            isinstance(m, TaskResult) and m.task_id == task_id
+            or isinstance(m, TaskCancelConfirm) and m.task_id in (task_id, group) and m.confirm_type == CancelConfirmType.CANCELED
+            for m in ordering
+        )
+        assert (reference.state(task_id) in lifecycle.TERMINAL) == answered
+
+
+def test_the_reference_routes_a_group_confirm_and_sends_one_cancel_per_group():
+    reference = ReferenceClient("cancel", cancel_timeout=5.0)
+    group = TaskID(b"g" * 16)
+    first, second, alone = (Task(TaskID(bytes([n]) * 16), b"", group if n < 3 else None) for n in (1, 2, 3))
+    for task in (first, second, alone):
+        reference.submit(task)
+    assert reference.cancel(first.task_id) is False
+    assert reference.state(second.task_id) == lifecycle.CANCEL_REQUESTED
+    assert [m for m in reference.sent if isinstance(m, TaskCancel)] == [TaskCancel(group, True)]
+    reference.on_message(TaskCancelConfirm(group, CancelConfirmType.CANCELED))
+    assert reference.state(first.task_id) == reference.state(second.task_id) == lifecycle.CANCELLED
+    assert reference.state(alone.task_id) == lifecycle.PENDING
+    reference.cancel(alone.task_id)
+    reference.advance(4.9)
+    assert reference.state(alone.task_id) == lifecycle.CANCEL_REQUESTED
+    reference.advance(0.1)
+    assert reference.state(alone.task_id) == lifecycle.CANCELLED
+    late = TaskResult(alone.task_id, TaskResultType.SUCCESS, b"")
+    reference.on_message(late)
+    assert reference.late_results == [late]
+
+
+def _generate_only() -> settings:
+    # Finding the bug is the point, not shrinking it; deterministic, capped.
+    return settings(
+        max_examples=1000,
+        phases=[Phase.generate],
+        database=None,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+@pytest.mark.timeout(120)
+def test_the_documented_example_passes():
+    example = _example()
+    run_state_machine_as_test(example["MiniClientMachine"])
+    assert issubclass(example["TestMiniClient"], unittest.TestCase)
+
+
+@pytest.mark.timeout(120)
+def test_the_documented_routing_bug_is_found():
+    example = _example()
+    with pytest.raises(AssertionError) as failure:
+        run_state_machine_as_test(example["FilteringMiniClientMachine"], settings=_generate_only())
+    checks = {frame.name for frame in traceback.extract_tb(failure.value.__traceback__)}
+    assert "futures_say_what_the_lifecycle_says" in checks, repr(failure.value)
+
+
+class _ManagerMachine(ClientMachine):
+    """The kit pointed at a bare FutureManager, every optional hook enabled."""
+
+    def make_client(self, send, clock):
+        self.manager = FutureManager(send, late_result=self.lifecycle, clock=clock, timer=False, cancel_timeout=self.cancel_timeout)
+
+    def submit(self, task):
+        return self.manager.submit(task)
+
+    def deliver(self, message):
+        self.manager.on_message(message)
+
+    def clear(self):
+        self.manager.clear()
+
+    def close(self):
+        self.manager.close()
+
+    def connection_lost(self):
+        self.manager.connection_lost()
+
+    def expire(self):
+        self.manager.expire()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("policy", lifecycle.POLICIES)
+def test_the_manager_itself_agrees_with_the_reference(policy):
+    class OnPolicy(_ManagerMachine):
+        pass
+
+    OnPolicy.lifecycle = policy
+    run_state_machine_as_test(OnPolicy, settings=settings(max_examples=100, deadline=None))
+
+
+@pytest.mark.timeout(120)
+def test_a_client_that_swallows_its_cancel_requests_is_caught():
+    class Swallowing(_ManagerMachine):
+        def make_client(self, send, clock):
+            super().make_client(lambda m: None if isinstance(m, TaskCancel) else send(m), clock)
+
+    with pytest.raises(AssertionError) as failure:
+        run_state_machine_as_test(Swallowing, settings=_generate_only())
+    checks = {frame.name for frame in traceback.extract_tb(failure.value.__traceback__)}
+    assert "the_client_sends_what_the_lifecycle_sends" in checks, repr(failure.value)
