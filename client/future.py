@@ -365,8 +365,10 @@ class Future(concurrent.futures.Future[Any]):
             _log.info("task %s: %s result discarded in state %s", self.task_id.hex(), message.result_type.name, self._fsm)
 
     def send_cancel(self, force: object) -> None:
-        target = self.group_id if self.group_id is not None else self.task_id
-        self._manager._outbox.append(TaskCancel(target, bool(force) if isinstance(force, bool) else True))
+        # Anything but an explicit False asks for a forced cancel (clear()
+        # passes True, a tool may pass None).
+        group_id = self.group_id
+        self._manager._outbox.append(TaskCancel(self.task_id if group_id is None else group_id, force is not False))
 
     def cancel_group(self, force: object) -> None:
         if self.group_id is not None:
