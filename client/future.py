@@ -224,7 +224,7 @@ class Future(concurrent.futures.Future[Any]):
                 callbacks = self._callbacks
                 if callbacks is None:
                     self._callbacks = fn
-                elif type(callbacks) is list:
+                elif isinstance(callbacks, list):
                     callbacks.append(fn)
                 else:
                     self._callbacks = [callbacks, fn]

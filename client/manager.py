@@ -151,9 +151,10 @@ class FutureManager:
         # a cancel wakes it only when its own deadline comes sooner.
         self._timer_due: float | None = None
         # Threads on which cancel() must not wait: transports register their
-        # I/O thread; callback runs mark themselves through _local.
+        # I/O thread; threads running done callbacks are in _callback_threads
+        # while they do (a set of idents: cheaper than a threading.local).
         self._service_threads: set[int] = set()
-        self._local = threading.local()
+        self._callback_threads: set[int] = set()
 
     # -- Public surface -----------------------------------------------------------
 
@@ -483,29 +484,32 @@ class FutureManager:
                 # future if this request never reaches the scheduler.
                 _log.exception("sending %r failed", message)
         if finished:
-            local = self._local
-            outer = getattr(local, "in_callback", False)
-            local.in_callback = True
+            ident = threading.get_ident()
+            running = self._callback_threads
+            nested = ident in running
+            running.add(ident)
             try:
                 for future in finished:
                     callbacks = future._callbacks
                     future._callbacks = None
-                    if type(callbacks) is not list:
-                        callbacks = () if callbacks is None else (callbacks,)
-                    for callback in callbacks:
+                    if callbacks is None:
+                        continue
+                    for callback in callbacks if isinstance(callbacks, list) else (callbacks,):
                         try:
                             callback(future)
                         except Exception:
                             _log.exception("done callback %r of %r raised", callback, future)
             finally:
-                local.in_callback = outer
+                if not nested:
+                    running.discard(ident)
 
     def _run_callbacks(self, future: Future, callbacks: Iterable[Callable[[Future], object]]) -> None:
         """Run ``callbacks`` for ``future`` now, marking this thread as one on
         which ``cancel()`` must not wait (a callback may cancel another future)."""
-        local = self._local
-        outer = getattr(local, "in_callback", False)
-        local.in_callback = True
+        ident = threading.get_ident()
+        running = self._callback_threads
+        nested = ident in running
+        running.add(ident)
         try:
             for callback in callbacks:
                 try:
@@ -513,11 +517,13 @@ class FutureManager:
                 except Exception:
                     _log.exception("done callback %r of %r raised", callback, future)
         finally:
-            local.in_callback = outer
+            if not nested:
+                running.discard(ident)
 
     def _may_block(self) -> bool:
         """Whether the calling thread may wait for the scheduler's answer."""
-        if threading.get_ident() in self._service_threads or getattr(self._local, "in_callback", False):
+        ident = threading.get_ident()
+        if ident in self._service_threads or ident in self._callback_threads:
             return False
         try:
             asyncio.get_running_loop()

@@ -17,6 +17,7 @@ can cost at most a copy of frames that passed the size limit.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from types import MemberDescriptorType
 from typing import Any
 
 from taskfate.protocol.errors import ProtocolError
@@ -63,8 +64,8 @@ def _slot_builder(cls: type[Any], fields: tuple[str, ...]) -> Callable[..., Any]
     message class is ever not slotted, its own constructor is used instead,
     so a change in ``messages.py`` costs speed, never correctness.
     """
-    setters = [getattr(cls, name, None) for name in fields]
-    if not all(type(setter).__name__ == "member_descriptor" for setter in setters):
+    setters: list[Any] = [getattr(cls, name, None) for name in fields]
+    if not all(isinstance(setter, MemberDescriptorType) for setter in setters):
         return cls
     new = object.__new__
     if len(fields) == 2:
