@@ -77,14 +77,13 @@ class Future(concurrent.futures.Future[Any]):
 
     # Slots for what the common paths touch: every future sets them in
     # __init__, and a slot store costs less than creating an instance dict
-    # later. Rare attributes (a waiter's Condition, discarded results, a kept
-    # error) are class-level defaults, shadowed per instance only when used.
-    __slots__ = ("task_id", "group_id", "_manager", "_fsm", "_message", "_value", "_callbacks", "_history", "_deadline")
+    # later. Rare attributes (a waiter's Condition or waiter list, discarded
+    # results) are class-level defaults, shadowed per instance only when used.
+    __slots__ = ("task_id", "group_id", "_manager", "_fsm", "_message", "_value", "_callbacks", "_history", "_deadline", "_error")
 
     _cond: threading.Condition | None = None
     _waiter_list: list[Any] | None = None
     _discarded: list[TaskResult] | None = None
-    _error: BaseException | None = None
 
     def __init__(self, task_id: TaskID, manager: FutureManager, group_id: TaskID | None = None) -> None:
         # The stdlib __init__ is deliberately not called: it allocates a
@@ -100,6 +99,8 @@ class Future(concurrent.futures.Future[Any]):
         self._callbacks: Callable[[Future], object] | list[Callable[[Future], object]] | None = None
         self._history: tuple[tuple[str, str, str, float], ...] = ()
         self._deadline: float | None = None
+        # The failure once built (read, or handed over by a lost connection).
+        self._error: BaseException | None = None
 
     # -- What the lifecycle says ---------------------------------------------
 
@@ -389,11 +390,12 @@ class Future(concurrent.futures.Future[Any]):
 
     def note_timeout(self, _: object) -> None:
         self._manager.stats["confirm_timeouts"] += 1
-        _log.warning(
-            "task %s: no answer to cancel within %ss; treated as cancelled",
-            self.task_id.hex(),
-            self._manager.cancel_timeout,
-        )
+        if _log.isEnabledFor(logging.WARNING):
+            _log.warning(
+                "task %s: no answer to cancel within %ss; treated as cancelled",
+                self.task_id.hex(),
+                self._manager.cancel_timeout,
+            )
 
     def note_refused(self, _: object) -> None:
         if _log.isEnabledFor(logging.DEBUG):

@@ -420,7 +420,8 @@ class FutureManager:
         self.stats["unknown_task"] += 1
         if type(message) is TaskResult:
             self.late_results.append(message)
-            _log.info("result for unknown or finished task %s kept in late_results", task_id.hex())
+            if _log.isEnabledFor(logging.INFO):
+                _log.info("result for unknown or finished task %s kept in late_results", task_id.hex())
         elif _log.isEnabledFor(logging.DEBUG):
             _log.debug("message for unknown or finished task %s: %r", task_id.hex(), message)
 
