@@ -1,16 +1,26 @@
-"""Cost of one future's whole lifecycle, against a bare stdlib future.
+"""One future's lifecycle against a bare ``concurrent.futures.Future``.
 
-Measured in one process, interleaved in rounds, and reported as ratios so a
-noisy machine shifts both sides alike. Run: ``python bench/lifecycle.py``.
+Run: ``python bench/lifecycle.py`` (``--n`` futures per round, ``--rounds``).
+Each line is measured in this process, the two sides interleaved round by
+round, and reports taskfate's median over the bare future's median.
 
-* full lifecycle: create, result delivered, ``result()`` read, one done
-  callback run. taskfate's result goes through ``FutureManager.on_message``
-  with a pre-built ``TaskResult`` (decoding is measured by the message-path
-  bench) and an identity serializer (payload deserialization is the user's
-  choice, not the lifecycle's cost). The bare future does ``Future()``,
-  ``add_done_callback``, ``set_result``, ``result()``.
-* memory: bytes allocated per live pending future, its manager entry included,
-  measured with tracemalloc over many futures.
+* full lifecycle (goal: at most 1.0x, aim 0.6x): create, result delivered,
+  ``result()`` read, one done callback run. taskfate's result goes through
+  ``FutureManager.on_message`` with a pre-built ``TaskResult`` (decoding is
+  ``bench/messages.py``'s) and an identity serializer (what a payload means is
+  the user's cost). The bare future does ``Future()``, ``add_done_callback``,
+  ``set_result``, ``result()``.
+* cancelled lifecycle (goal: at most 1.0x): create, one done callback,
+  ``cancel(timeout=0)`` (the request leaves, the caller does not wait), the
+  scheduler's ``TaskCancelConfirm`` delivered, the callback run. The bare
+  future does ``Future()``, ``add_done_callback``, ``cancel()``. taskfate does
+  two transitions, sends a ``TaskCancel`` and arms a confirm timeout on top.
+* cancel step alone (no goal; shown so the cost is not hidden in the
+  creation): the same, with both sides' futures and callbacks made before
+  the clock starts.
+* live pending memory (goal: at most half a bare future, and at most 800 B):
+  bytes tracemalloc sees per pending future, manager entry and history
+  included, the task id excluded (a bare future has none).
 """
 
 from __future__ import annotations
@@ -18,36 +28,24 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import gc
-import statistics
-import time
 import tracemalloc
 from typing import Any
 
+from _harness import Identity, clock, interleaved, noop, verdict
+
 from taskfate.client import FutureManager
-from taskfate.protocol import TaskID, TaskResult, TaskResultType
-
-
-class Identity:
-    def dumps(self, obj: Any) -> bytes:
-        return obj  # type: ignore[no-any-return]
-
-    def loads(self, data: bytes) -> Any:
-        return data
-
-
-def _noop(future: Any) -> None:
-    pass
+from taskfate.protocol import CancelConfirmType, TaskCancel, TaskCancelConfirm, TaskID, TaskResult, TaskResultType
 
 
 def bare_lifecycle(n: int) -> float:
     Future = concurrent.futures.Future
-    started = time.perf_counter()
+    started = clock()
     for _ in range(n):
         future: concurrent.futures.Future[Any] = Future()
-        future.add_done_callback(_noop)
+        future.add_done_callback(noop)
         future.set_result(b"v")
         future.result()
-    return (time.perf_counter() - started) / n
+    return clock() - started
 
 
 def taskfate_lifecycle(n: int) -> float:
@@ -55,14 +53,76 @@ def taskfate_lifecycle(n: int) -> float:
     ids = [TaskID.new() for _ in range(n)]
     results = [TaskResult(task_id, TaskResultType.SUCCESS, b"v") for task_id in ids]
     track, deliver = manager.track, manager.on_message
-    started = time.perf_counter()
+    started = clock()
     for task_id, message in zip(ids, results):
         future = track(task_id)
-        future.add_done_callback(_noop)
+        future.add_done_callback(noop)
         deliver(message)
         future.result()
-    elapsed = (time.perf_counter() - started) / n
-    assert len(manager) == 0
+    elapsed = clock() - started
+    assert len(manager) == 0 and future.result() == b"v"
+    return elapsed
+
+
+def bare_cancelled(n: int) -> float:
+    Future = concurrent.futures.Future
+    started = clock()
+    for _ in range(n):
+        future: concurrent.futures.Future[Any] = Future()
+        future.add_done_callback(noop)
+        future.cancel()
+    return clock() - started
+
+
+def _cancels(sent: list[Any]) -> int:
+    return sum(type(message) is TaskCancel for message in sent)
+
+
+def taskfate_cancelled(n: int) -> float:
+    # The cheapest send there is (a transport's queue put); counted after
+    # the clock stops, to prove every request left.
+    sent: list[Any] = []
+    manager = FutureManager(sent.append)
+    ids = [TaskID.new() for _ in range(n)]
+    confirms = [TaskCancelConfirm(task_id, CancelConfirmType.CANCELED) for task_id in ids]
+    track, deliver = manager.track, manager.on_message
+    started = clock()
+    for task_id, confirm in zip(ids, confirms):
+        future = track(task_id)
+        future.add_done_callback(noop)
+        future.cancel(0)
+        deliver(confirm)
+    elapsed = clock() - started
+    assert future.cancelled() and _cancels(sent) == n and len(manager) == 0
+    manager.close()
+    return elapsed
+
+
+def bare_cancel_step(n: int) -> float:
+    futures: list[concurrent.futures.Future[Any]] = [concurrent.futures.Future() for _ in range(n)]
+    for future in futures:
+        future.add_done_callback(noop)
+    started = clock()
+    for future in futures:
+        future.cancel()
+    return clock() - started
+
+
+def taskfate_cancel_step(n: int) -> float:
+    sent: list[Any] = []
+    manager = FutureManager(sent.append)
+    futures = [manager.track(TaskID.new()) for _ in range(n)]
+    confirms = [TaskCancelConfirm(future.task_id, CancelConfirmType.CANCELED) for future in futures]
+    for future in futures:
+        future.add_done_callback(noop)
+    deliver = manager.on_message
+    started = clock()
+    for future, confirm in zip(futures, confirms):
+        future.cancel(0)
+        deliver(confirm)
+    elapsed = clock() - started
+    assert all(future.cancelled() for future in futures) and _cancels(sent) == n
+    manager.close()
     return elapsed
 
 
@@ -81,11 +141,22 @@ def make_bare(n: int) -> list[concurrent.futures.Future[Any]]:
     return [concurrent.futures.Future() for _ in range(n)]
 
 
+def make_ids(n: int) -> list[TaskID]:
+    return [TaskID.new() for _ in range(n)]
+
+
 def make_taskfate(n: int) -> Any:
     manager = FutureManager(lambda message: None)
     ids = [TaskID.new() for _ in range(n)]
     futures = [manager.track(task_id) for task_id in ids]
     return manager, futures, ids
+
+
+def line(label: str, bare: float, ours: float, limit: float | None, unit: str = "us") -> None:
+    ratio = ours / bare
+    scale = 1e6 if unit == "us" else 1.0
+    goal = f"  goal <= {limit:.1f}x: {verdict(ratio, limit)}" if limit is not None else ""
+    print(f"{label:22s} bare {bare * scale:7.2f} {unit}   taskfate {ours * scale:7.2f} {unit}   ratio {ratio:.2f}x{goal}")
 
 
 def main() -> None:
@@ -94,20 +165,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
 
-    bare, ours = [], []
-    for _ in range(args.rounds):
-        bare.append(bare_lifecycle(args.n))
-        ours.append(taskfate_lifecycle(args.n))
-    b, t = statistics.median(bare), statistics.median(ours)
-    print(f"full lifecycle   bare {b * 1e6:6.2f} us   taskfate {t * 1e6:6.2f} us   ratio {t / b:.2f}x")
+    full = interleaved({"bare": bare_lifecycle, "taskfate": taskfate_lifecycle}, args.n, args.rounds)
+    line("full lifecycle", full["bare"], full["taskfate"], 1.0)
+    cancelled = interleaved({"bare": bare_cancelled, "taskfate": taskfate_cancelled}, args.n, args.rounds)
+    line("cancelled lifecycle", cancelled["bare"], cancelled["taskfate"], 1.0)
+    step = interleaved({"bare": bare_cancel_step, "taskfate": taskfate_cancel_step}, args.n, args.rounds)
+    line("cancel step alone", step["bare"], step["taskfate"], None)
 
     n = 20_000
-    ids_cost = bytes_per_future(lambda k: [TaskID.new() for _ in range(k)], n)
+    ids_cost = bytes_per_future(make_ids, n)
     bare_bytes = bytes_per_future(make_bare, n)
     ours_bytes = bytes_per_future(make_taskfate, n) - ids_cost
+    ratio = ours_bytes / bare_bytes
     print(
-        f"live pending     bare {bare_bytes:6.0f} B    taskfate {ours_bytes:6.0f} B    ratio {ours_bytes / bare_bytes:.2f}x"
-        "  (taskfate: future + manager entry, task id excluded)"
+        f"{'live pending memory':22s} bare {bare_bytes:7.0f} B    taskfate {ours_bytes:7.0f} B    ratio {ratio:.2f}x"
+        f"  goal <= 0.5x and <= 800 B: {verdict(max(ratio, ours_bytes / 1600), 0.5)}"
     )
 
 

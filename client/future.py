@@ -75,30 +75,32 @@ class Future(concurrent.futures.Future[Any]):
     directly: the manager is what routes the scheduler's messages to them.
     """
 
-    # Attributes every future sets; rarer ones (a waiter's Condition, a
-    # deadline, discarded results, group membership) are class-level defaults
-    # shadowed per instance only when used, so a plain future stays small.
-    __slots__ = ("task_id", "_manager", "_fsm", "_message", "_callbacks", "_history")
+    # Slots for what the common paths touch: every future sets them in
+    # __init__, and a slot store costs less than creating an instance dict
+    # later. Rare attributes (a waiter's Condition or waiter list, discarded
+    # results) are class-level defaults, shadowed per instance only when used.
+    __slots__ = ("task_id", "group_id", "_manager", "_fsm", "_message", "_value", "_callbacks", "_history", "_deadline", "_error")
 
-    group_id: TaskID | None = None
     _cond: threading.Condition | None = None
     _waiter_list: list[Any] | None = None
-    _deadline: float | None = None
     _discarded: list[TaskResult] | None = None
-    _error: BaseException | None = None
-    _value: Any = _UNSET
 
     def __init__(self, task_id: TaskID, manager: FutureManager, group_id: TaskID | None = None) -> None:
         # The stdlib __init__ is deliberately not called: it allocates a
         # Condition and lists that most futures never use.
         self.task_id = task_id
+        self.group_id: TaskID | None = group_id
         self._manager = manager
         self._fsm: str = lc.PENDING
         self._message: TaskResult | None = None
-        self._callbacks: list[Callable[[Future], object]] | None = None
-        self._history: list[tuple[str, str, str, float]] | None = None
-        if group_id is not None:
-            self.group_id = group_id
+        self._value: Any = _UNSET
+        # None, one callable, or a list once a second callback arrives: most
+        # futures have at most one, and a list per future is not free.
+        self._callbacks: Callable[[Future], object] | list[Callable[[Future], object]] | None = None
+        self._history: tuple[tuple[str, str, str, float], ...] = ()
+        self._deadline: float | None = None
+        # The failure once built (read, or handed over by a lost connection).
+        self._error: BaseException | None = None
 
     # -- What the lifecycle says ---------------------------------------------
 
@@ -113,7 +115,7 @@ class Future(concurrent.futures.Future[Any]):
         """The transitions this future went through, oldest first (the most
         recent ``FutureManager.history_limit`` of them)."""
         with self._manager._lock:
-            return tuple(Step(*entry) for entry in self._history or ())
+            return tuple(Step(*entry) for entry in self._history)
 
     @property
     def discarded_results(self) -> tuple[TaskResult, ...]:
@@ -144,12 +146,21 @@ class Future(concurrent.futures.Future[Any]):
         future goes back to pending.
         """
         manager = self._manager
-        with manager._lock:
+        lock = manager._lock
+        lock.acquire()
+        try:
             if self._fsm in _TERMINAL:
                 return self._fsm == lc.CANCELLED
             manager._dispatch(self, lc.CANCEL, force)
-            outbox, finished = manager._take_effects()
-        manager._release_effects(outbox, finished)
+            outbox, finished = manager._outbox, manager._finished
+            if outbox:
+                manager._outbox = []
+            if finished:
+                manager._finished = []
+        finally:
+            lock.release()
+        if outbox or finished:
+            manager._release_effects(outbox, finished)
         if timeout is not None and timeout <= 0 or not manager._may_block():
             return self._fsm == lc.CANCELLED
         self._wait_while(lc.CANCEL_REQUESTED, manager.cancel_timeout if timeout is None else timeout)
@@ -179,11 +190,14 @@ class Future(concurrent.futures.Future[Any]):
         failed, ``TimeoutError`` if still live after ``timeout``, and
         ``ResultDecodeError`` if the value cannot be deserialized.
         """
-        if self._fsm not in _TERMINAL:
+        state = self._fsm
+        if state not in _TERMINAL:
             self._wait_until_done(timeout)
-        if self._fsm == lc.DONE:
-            return self._decoded_value()
-        if self._fsm == lc.CANCELLED:
+            state = self._fsm
+        if state == lc.DONE:
+            value = self._value
+            return value if value is not _UNSET else self._decoded_value()
+        if state == lc.CANCELLED:
             raise concurrent.futures.CancelledError(self._cancel_reason())
         raise self._failure()
 
@@ -204,14 +218,21 @@ class Future(concurrent.futures.Future[Any]):
         the thread that ends the future, after the manager's lock is released.
         Exceptions it raises are logged and otherwise ignored.
         """
-        with self._manager._lock:
+        lock = self._manager._lock
+        lock.acquire()
+        try:
             if self._fsm not in _TERMINAL:
-                if self._callbacks is None:
-                    self._callbacks = [fn]
+                callbacks = self._callbacks
+                if callbacks is None:
+                    self._callbacks = fn
+                elif isinstance(callbacks, list):
+                    callbacks.append(fn)
                 else:
-                    self._callbacks.append(fn)
+                    self._callbacks = [callbacks, fn]
                 return
-        self._manager._run_callbacks(self, [fn])
+        finally:
+            lock.release()
+        self._manager._run_callbacks(self, (fn,))
 
     def set_running_or_notify_cancel(self) -> bool:
         raise RuntimeError("a taskfate future is driven by its lifecycle, not by an executor")
@@ -290,10 +311,16 @@ class Future(concurrent.futures.Future[Any]):
                 value = self._manager.serializer.loads(message.payload)
             except Exception as exc:
                 raise ResultDecodeError(f"task {self.task_id.hex()} result could not be decoded: {exc!r}") from exc
-            with self._manager._lock:
+            # Two first readers may both decode; the lock makes them agree on
+            # one object, as the stdlib's result() always returns the same.
+            lock = self._manager._lock
+            lock.acquire()
+            try:
                 if self._value is _UNSET:
                     self._value = value
                 value = self._value
+            finally:
+                lock.release()
         return value
 
     def _failure(self) -> BaseException:
@@ -339,8 +366,10 @@ class Future(concurrent.futures.Future[Any]):
             _log.info("task %s: %s result discarded in state %s", self.task_id.hex(), message.result_type.name, self._fsm)
 
     def send_cancel(self, force: object) -> None:
-        target = self.group_id if self.group_id is not None else self.task_id
-        self._manager._outbox.append(TaskCancel(target, bool(force) if isinstance(force, bool) else True))
+        # Anything but an explicit False asks for a forced cancel (clear()
+        # passes True, a tool may pass None).
+        group_id = self.group_id
+        self._manager._outbox.append(TaskCancel(self.task_id if group_id is None else group_id, force is not False))
 
     def cancel_group(self, force: object) -> None:
         if self.group_id is not None:
@@ -361,11 +390,12 @@ class Future(concurrent.futures.Future[Any]):
 
     def note_timeout(self, _: object) -> None:
         self._manager.stats["confirm_timeouts"] += 1
-        _log.warning(
-            "task %s: no answer to cancel within %ss; treated as cancelled",
-            self.task_id.hex(),
-            self._manager.cancel_timeout,
-        )
+        if _log.isEnabledFor(logging.WARNING):
+            _log.warning(
+                "task %s: no answer to cancel within %ss; treated as cancelled",
+                self.task_id.hex(),
+                self._manager.cancel_timeout,
+            )
 
     def note_refused(self, _: object) -> None:
         if _log.isEnabledFor(logging.DEBUG):

@@ -147,10 +147,14 @@ class FutureManager:
         self._use_timer = timer
         self._timer_wakeup = threading.Condition(self._lock)
         self._timer_thread: threading.Thread | None = None
+        # The deadline the timer thread sleeps until, None while it is awake:
+        # a cancel wakes it only when its own deadline comes sooner.
+        self._timer_due: float | None = None
         # Threads on which cancel() must not wait: transports register their
-        # I/O thread; callback runs mark themselves through _local.
+        # I/O thread; threads running done callbacks are in _callback_threads
+        # while they do (a set of idents: cheaper than a threading.local).
         self._service_threads: set[int] = set()
-        self._local = threading.local()
+        self._callback_threads: set[int] = set()
 
     # -- Public surface -----------------------------------------------------------
 
@@ -181,15 +185,21 @@ class FutureManager:
         For embedding: when another client library sends its own task
         messages, it still lets taskfate own the futures.
         """
-        with self._lock:
+        # Built before taking the lock: a new future is nobody else's yet.
+        future = self._future_class(task_id, self, group_id)
+        # acquire/release rather than ``with`` on the hot paths: the same
+        # lock for less than half the interpreter overhead.
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._closed:
                 raise RuntimeError("the future manager is closed")
-            if task_id in self._live:
+            if self._live.setdefault(task_id, future) is not future:
                 raise ValueError(f"task {task_id.hex()} already has a live future")
-            future = self._future_class(task_id, self, group_id)
-            self._live[task_id] = future
             if group_id is not None:
                 self._groups.setdefault(group_id, {})[task_id] = future
+        finally:
+            lock.release()
         return future
 
     def submit(self, task: Task) -> Future:
@@ -221,7 +231,9 @@ class FutureManager:
                 _log.debug("message not for futures: %r", message)
             return
         task_id = message.task_id  # type: ignore[union-attr]
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             future = self._live.get(task_id)
             if future is not None:
                 self._dispatch(future, event, message)
@@ -232,9 +244,20 @@ class FutureManager:
                         self._dispatch(member, event, message)
                 else:
                     self._unknown(task_id, message)
-            if not self._outbox and not self._finished:
-                return
-            outbox, finished = self._take_effects()
+            # A result for a future without callbacks has no effects: skip
+            # the hand-over entirely.
+            outbox = self._outbox
+            finished = self._finished
+            if not outbox:
+                if not finished:
+                    return
+                self._finished = []
+            else:
+                self._outbox = []
+                if finished:
+                    self._finished = []
+        finally:
+            lock.release()
         self._release_effects(outbox, finished)
 
     def dispatch(self, future: Future, event: str, argument: Any = None) -> None:
@@ -305,7 +328,13 @@ class FutureManager:
     # -- The interpreter ------------------------------------------------------------
 
     def _dispatch(self, future: Future, event: str, argument: Any) -> None:
-        """Execute one event on one future. Caller holds the lock."""
+        """Execute one event on one future. Caller holds the lock.
+
+        This is the whole interpreter of the compiled declaration: look the
+        rule up, run its ``before`` callbacks, change the state (recording
+        the step), run its ``after`` callbacks; then, for a terminal state,
+        stop routing to the future and wake whoever waits on it.
+        """
         rule = self._table[future._fsm].get(event)
         if rule is None:
             self.stats["ignored"] += 1
@@ -315,31 +344,32 @@ class FutureManager:
         dest, before, after, terminal = rule
         for callback in before:
             callback(future, argument)
-        if dest is not None:
-            source = future._fsm
-            future._fsm = dest
-            history = future._history
-            if history is None:
-                future._history = [(event, source, dest, self._clock())]
-            else:
-                history.append((event, source, dest, self._clock()))
-                if len(history) > self.history_limit:
-                    del history[0]
+        if dest is None:
+            for callback in after:
+                callback(future, argument)
+            return
+        source = future._fsm
+        future._fsm = dest
+        # A tuple, not a list: one allocation per step, no over-allocation,
+        # and a future with a short life (most) never copies more than a few.
+        history = future._history + ((event, source, dest, self._clock()),)
+        if len(history) > self.history_limit:
+            history = history[len(history) - self.history_limit :]
+        future._history = history
         for callback in after:
             callback(future, argument)
-        if dest is None:
-            return
         if terminal:
-            self._forget(future)
-            waiters = future._waiter_list
-            if waiters:
-                for waiter in waiters:
-                    if dest == lc.CANCELLED:
-                        waiter.add_cancelled(future)
-                    elif dest == lc.FAILED:
-                        waiter.add_exception(future)
-                    else:
-                        waiter.add_result(future)
+            task_id = future.task_id
+            live = self._live
+            # One lookup on the common path; put back a different future
+            # that a tool dispatched around.
+            other = live.pop(task_id, None)
+            if other is not future and other is not None:
+                live[task_id] = other
+            if future.group_id is not None:
+                self._leave_group(future)
+            if future._waiter_list:
+                self._notify_waiters(future, dest)
             if future._callbacks is not None:
                 self._finished.append(future)
         if future._cond is not None:
@@ -348,13 +378,26 @@ class FutureManager:
     def _forget(self, future: Future) -> None:
         if self._live.get(future.task_id) is future:
             del self._live[future.task_id]
+        if future.group_id is not None:
+            self._leave_group(future)
+
+    def _leave_group(self, future: Future) -> None:
         group_id = future.group_id
-        if group_id is not None:
-            members = self._groups.get(group_id)
-            if members is not None:
-                members.pop(future.task_id, None)
-                if not members:
-                    del self._groups[group_id]
+        members = self._groups.get(group_id) if group_id is not None else None
+        if members is not None:
+            members.pop(future.task_id, None)
+            if not members:
+                del self._groups[group_id]  # type: ignore[arg-type]
+
+    @staticmethod
+    def _notify_waiters(future: Future, dest: str) -> None:
+        for waiter in future._waiters:
+            if dest == lc.CANCELLED:
+                waiter.add_cancelled(future)
+            elif dest == lc.FAILED:
+                waiter.add_exception(future)
+            else:
+                waiter.add_result(future)
 
     def _broadcast(self, event: str, argument: Any) -> list[Future]:
         with self._lock:
@@ -377,20 +420,27 @@ class FutureManager:
         self.stats["unknown_task"] += 1
         if type(message) is TaskResult:
             self.late_results.append(message)
-            _log.info("result for unknown or finished task %s kept in late_results", task_id.hex())
+            if _log.isEnabledFor(logging.INFO):
+                _log.info("result for unknown or finished task %s kept in late_results", task_id.hex())
         elif _log.isEnabledFor(logging.DEBUG):
             _log.debug("message for unknown or finished task %s: %r", task_id.hex(), message)
 
     def _arm_confirm_timeout(self, future: Future) -> None:
         deadline = self._clock() + self.cancel_timeout
         future._deadline = deadline
-        first = not self._deadlines or deadline < self._deadlines[0][0]
-        heapq.heappush(self._deadlines, (deadline, next(self._sequence), future))
+        heap = self._deadlines
+        # Drop entries made stale by an answer (the future's deadline moved
+        # on) while they sit at the front: with a steady clock they go stale
+        # roughly in order, so the heap holds about the cancels in flight
+        # rather than every cancel of the last cancel_timeout seconds.
+        while heap and heap[0][2]._deadline != heap[0][0]:
+            heapq.heappop(heap)
+        heapq.heappush(heap, (deadline, next(self._sequence), future))
         if self._use_timer and not self._closed:
             if self._timer_thread is None:
                 self._timer_thread = threading.Thread(target=self._run_timer, name="taskfate-timer", daemon=True)
                 self._timer_thread.start()
-            elif first:
+            elif self._timer_due is not None and deadline < self._timer_due:
                 self._timer_wakeup.notify()
 
     def _run_timer(self) -> None:
@@ -405,7 +455,11 @@ class FutureManager:
                         return
                     delay = self._deadlines[0][0] - self._clock()
                     if delay > 0:
-                        self._timer_wakeup.wait(delay)
+                        self._timer_due = self._deadlines[0][0]
+                        try:
+                            self._timer_wakeup.wait(delay)
+                        finally:
+                            self._timer_due = None
                         continue
                 self.expire()
         finally:
@@ -422,23 +476,41 @@ class FutureManager:
         return outbox, finished
 
     def _release_effects(self, outbox: list[Message], finished: list[Future]) -> None:
+        send = self._send
         for message in outbox:
             try:
-                self._send(message)
+                send(message)
             except Exception:
                 # The lifecycle already moved; the confirm timeout ends the
                 # future if this request never reaches the scheduler.
                 _log.exception("sending %r failed", message)
-        for future in finished:
-            callbacks = future._callbacks
-            future._callbacks = None
-            if callbacks:
-                self._run_callbacks(future, callbacks)
+        if finished:
+            ident = threading.get_ident()
+            running = self._callback_threads
+            nested = ident in running
+            running.add(ident)
+            try:
+                for future in finished:
+                    callbacks = future._callbacks
+                    future._callbacks = None
+                    if callbacks is None:
+                        continue
+                    for callback in callbacks if isinstance(callbacks, list) else (callbacks,):
+                        try:
+                            callback(future)
+                        except Exception:
+                            _log.exception("done callback %r of %r raised", callback, future)
+            finally:
+                if not nested:
+                    running.discard(ident)
 
     def _run_callbacks(self, future: Future, callbacks: Iterable[Callable[[Future], object]]) -> None:
-        local = self._local
-        outer = getattr(local, "in_callback", False)
-        local.in_callback = True
+        """Run ``callbacks`` for ``future`` now, marking this thread as one on
+        which ``cancel()`` must not wait (a callback may cancel another future)."""
+        ident = threading.get_ident()
+        running = self._callback_threads
+        nested = ident in running
+        running.add(ident)
         try:
             for callback in callbacks:
                 try:
@@ -446,11 +518,13 @@ class FutureManager:
                 except Exception:
                     _log.exception("done callback %r of %r raised", callback, future)
         finally:
-            local.in_callback = outer
+            if not nested:
+                running.discard(ident)
 
     def _may_block(self) -> bool:
         """Whether the calling thread may wait for the scheduler's answer."""
-        if threading.get_ident() in self._service_threads or getattr(self._local, "in_callback", False):
+        ident = threading.get_ident()
+        if ident in self._service_threads or ident in self._callback_threads:
             return False
         try:
             asyncio.get_running_loop()

@@ -17,6 +17,7 @@ can cost at most a copy of frames that passed the size limit.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from types import MemberDescriptorType
 from typing import Any
 
 from taskfate.protocol.errors import ProtocolError
@@ -50,7 +51,50 @@ _DISCONNECT = b"DC"
 # also rejects values out of range.
 _CONFIRM_TYPES = tuple(CancelConfirmType)
 _RESULT_TYPES = tuple(TaskResultType)
+_CONFIRM_COUNT = len(_CONFIRM_TYPES)
+_RESULT_COUNT = len(_RESULT_TYPES)
 _BYTE = tuple(bytes((i,)) for i in range(256))
+
+
+def _slot_builder(cls: type[Any], fields: tuple[str, ...]) -> Callable[..., Any]:
+    """A constructor for the frozen, slotted message ``cls`` that skips its
+    generated ``__init__`` (which pays ``object.__setattr__`` per field).
+
+    For decoding only, after the codec has checked every field itself. If the
+    message class is ever not slotted, its own constructor is used instead,
+    so a change in ``messages.py`` costs speed, never correctness.
+    """
+    setters: list[Any] = [getattr(cls, name, None) for name in fields]
+    if not all(isinstance(setter, MemberDescriptorType) for setter in setters):
+        return cls
+    new = object.__new__
+    if len(fields) == 2:
+        set_a, set_b = (setter.__set__ for setter in setters)
+
+        def build2(a: Any, b: Any) -> Any:
+            message = new(cls)
+            set_a(message, a)
+            set_b(message, b)
+            return message
+
+        return build2
+    set_a, set_b, set_c = (setter.__set__ for setter in setters)
+
+    def build3(a: Any, b: Any, c: Any) -> Any:
+        message = new(cls)
+        set_a(message, a)
+        set_b(message, b)
+        set_c(message, c)
+        return message
+
+    return build3
+
+
+_new_result = _slot_builder(TaskResult, ("task_id", "result_type", "payload"))
+_new_confirm = _slot_builder(TaskCancelConfirm, ("task_id", "confirm_type"))
+# The codec checks the length before building a TaskID, so it skips the
+# Python-level check in TaskID.__new__.
+_new_bytes = bytes.__new__
 
 
 def encode(message: Message) -> list[bytes]:
@@ -98,6 +142,38 @@ def decode(frames: Sequence[Any], *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZ
         count = len(frames)
     except TypeError:
         raise ProtocolError(f"frames must be a sequence, got {type(frames).__name__}") from None
+    # Fast paths for what a client receives in bulk, results and cancel
+    # confirms, as pyzmq hands them over (a list of bytes). Anything that does
+    # not match exactly takes the general path below, which checks it again
+    # and says what is wrong.
+    kind = type(frames)
+    if (kind is list or kind is tuple) and max_frame_size >= TASK_ID_SIZE:
+        if count == 4:
+            tag, tid, code, payload = frames
+            if (
+                type(tag) is bytes
+                and tag == _RESULT
+                and type(tid) is bytes
+                and len(tid) == TASK_ID_SIZE
+                and type(code) is bytes
+                and len(code) == 1
+                and code[0] < _RESULT_COUNT
+                and type(payload) is bytes
+                and len(payload) <= max_frame_size
+            ):
+                return _new_result(_new_bytes(TaskID, tid), _RESULT_TYPES[code[0]], payload)  # type: ignore[no-any-return]
+        elif count == 3:
+            tag, tid, code = frames
+            if (
+                type(tag) is bytes
+                and tag == _CONFIRM
+                and type(tid) is bytes
+                and len(tid) == TASK_ID_SIZE
+                and type(code) is bytes
+                and len(code) == 1
+                and code[0] < _CONFIRM_COUNT
+            ):
+                return _new_confirm(_new_bytes(TaskID, tid), _CONFIRM_TYPES[code[0]])  # type: ignore[no-any-return]
     if count == 0:
         raise ProtocolError("no frames")
     parts = [_as_bytes(frame, index, max_frame_size) for index, frame in enumerate(frames)]

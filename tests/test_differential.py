@@ -126,3 +126,64 @@ def test_table_and_transitions_agree(policy, size, events):
         assert [f.state for f in futures] == [m.state for m in models]
         assert TracingFuture.trace == ref_trace
         assert h.sent == ref_sent
+
+
+def message(event: str, target: TaskID):
+    if event in RESULTS:
+        return TaskResult(target, RESULTS[event], b"")
+    return TaskCancelConfirm(target, CONFIRMS[event])
+
+
+message_steps = st.lists(
+    st.tuples(st.sampled_from(lifecycle.EVENTS), st.integers(0, 2), st.booleans(), st.booleans()), max_size=25
+)
+
+
+@given(st.sampled_from(lifecycle.POLICIES), st.integers(1, 3), message_steps)
+def test_message_path_and_transitions_agree(policy, size, events):
+    """The same agreement through the calls a client really makes: the
+    scheduler's answers arrive as messages through ``on_message`` (addressed to
+    a task, or to its group and so to every live member), and the user
+    cancels with ``Future.cancel``. Routing is part of what is checked: a
+    message for a finished task reaches no future and is kept as late."""
+    group_id = TaskID.new() if size > 1 else None
+    h = Harness(policy, future_class=TracingFuture)
+    TracingFuture.trace = []
+    futures = [h.submit(group_id) for _ in range(size)]
+    h.sent.clear()
+
+    ref_trace, ref_sent, models, late = [], [], [], []
+    machine = build_machine(policy)
+    for future in futures:
+        model = Reference(future.task_id, group_id, ref_trace, ref_sent, models)
+        models.append(model)
+        machine.add_model(model)
+
+    def live(model):
+        return model.state not in lifecycle.TERMINAL
+
+    for event, index, force, to_group in events:
+        index %= size
+        future, model = futures[index], models[index]
+        if event in RESULTS or event in CONFIRMS:
+            target = group_id if to_group and group_id is not None else future.task_id
+            msg = message(event, target)
+            h.manager.on_message(msg)
+            receivers = [model] if target == future.task_id else [m for m in models]
+            receivers = [m for m in receivers if live(m)]
+            for receiver in receivers:
+                receiver.trigger(event, msg)
+            if not receivers and event in RESULTS:
+                late.append(msg)
+        elif event == lifecycle.CANCEL:
+            future.cancel(0, force=force)
+            model.trigger(event, force)
+        else:
+            arg = argument(event, future.task_id, force)
+            h.manager.dispatch(future, event, arg)
+            model.trigger(event, arg)
+        assert [f.state for f in futures] == [m.state for m in models]
+        assert TracingFuture.trace == ref_trace
+        assert h.sent == ref_sent
+        assert list(h.manager.late_results) == late
+        assert len(h.manager) == sum(live(m) for m in models)

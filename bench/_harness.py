@@ -1,0 +1,60 @@
+"""What the benchmarks share: in-process baselines, interleaved rounds, medians.
+
+Every benchmark here compares taskfate with something measured in the same
+process and the same minute (a bare ``concurrent.futures.Future``, the raw
+codec, a smaller size of the same workload) and prints the ratio. A shared,
+noisy machine moves both sides of a ratio alike; it does not move an
+absolute number's meaning. Rounds alternate between the two sides so that a
+burst of load elsewhere lands on both, and the median of the rounds is kept.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+class Identity:
+    """A serializer that does nothing: what a payload means is the user's
+    cost, not the lifecycle's, so the lifecycle benchmarks leave it out."""
+
+    def dumps(self, obj: Any) -> bytes:
+        return obj  # type: ignore[no-any-return]
+
+    def loads(self, data: bytes) -> Any:
+        return data
+
+
+def noop(future: Any) -> None:
+    """The done callback every benchmark registers."""
+
+
+def per_item(run: Callable[[int], float], n: int) -> float:
+    """Seconds per item of ``run(n)``, which returns its own elapsed time
+    (set-up such as building ids and messages stays outside the clock).
+
+    A full collection first, so garbage left by the previous round is not
+    charged to this one; the collector stays on, as in a real client.
+    """
+    gc.collect()
+    return run(n) / n
+
+
+def interleaved(sides: dict[str, Callable[[int], float]], n: int, rounds: int) -> dict[str, float]:
+    """Median seconds per item for each side, the sides alternating each round."""
+    samples: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(rounds):
+        for name, run in sides.items():
+            samples[name].append(per_item(run, n))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def clock() -> float:
+    return time.perf_counter()
+
+
+def verdict(ratio: float, limit: float) -> str:
+    return "meets" if ratio <= limit else "MISSES"

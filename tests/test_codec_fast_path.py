@@ -1,0 +1,112 @@
+"""The codec's fast path for results and cancel confirms says exactly what
+the general path says.
+
+``decode`` takes a shortcut for a list or tuple of ``bytes`` shaped like a
+``TaskResult`` or a ``TaskCancelConfirm`` and builds the message without its
+generated ``__init__``. Any other sequence goes the general way, so handing
+the same frames in a ``Sequence`` that is not a list is the reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from taskfate.protocol import (
+    CancelConfirmType,
+    ProtocolError,
+    TaskCancelConfirm,
+    TaskID,
+    TaskResult,
+    TaskResultType,
+    decode,
+    encode,
+)
+
+
+class Frames(Sequence):
+    """The same frames, in a sequence the fast path does not take."""
+
+    def __init__(self, frames):
+        self.frames = list(frames)
+
+    def __len__(self):
+        return len(self.frames)
+
+    def __getitem__(self, index):
+        return self.frames[index]
+
+
+def outcome(frames, **kwargs):
+    try:
+        return decode(frames, **kwargs)
+    except ProtocolError:
+        return ProtocolError
+
+
+task_ids = st.binary(min_size=16, max_size=16).map(TaskID)
+answers = st.one_of(
+    st.builds(TaskResult, task_ids, st.sampled_from(TaskResultType), st.binary(max_size=32)),
+    st.builds(TaskCancelConfirm, task_ids, st.sampled_from(CancelConfirmType)),
+)
+# Frames near the fast path's shape: a real answer's frames with one frame
+# replaced by a wrong tag, an id of the wrong length, a code out of range, or
+# the same bytes as a bytearray; sometimes a frame more or less.
+replacement = st.one_of(
+    st.binary(max_size=20),
+    st.sampled_from([b"TR", b"CC", b"TK", b"\x00", b"\x02", b"\x03", b"\xff", b"\x00\x00", bytes(15), bytes(17)]),
+)
+
+
+@st.composite
+def near(draw):
+    frames = encode(draw(answers))
+    index = draw(st.integers(0, len(frames) - 1))
+    choice = draw(st.integers(0, 3))
+    if choice == 0:
+        frames[index] = draw(replacement)
+    elif choice == 1:
+        frames[index] = bytearray(frames[index])
+    elif choice == 2:
+        frames.append(draw(replacement))
+    else:
+        del frames[index]
+    return frames
+
+
+@given(answers)
+def test_fast_path_builds_the_same_value(message):
+    frames = encode(message)
+    fast = decode(frames)
+    assert type(fast) is type(message)
+    assert fast == message == decode(Frames(frames)) == decode(tuple(frames))
+    assert hash(fast) == hash(message)
+    assert type(fast.task_id) is TaskID
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.task_id = TaskID(bytes(16))  # type: ignore[misc]
+
+
+@given(near(), st.sampled_from([None, 8, 16, 17]))
+def test_fast_path_agrees_with_the_general_path_on_any_frames(frames, limit):
+    kwargs = {} if limit is None else {"max_frame_size": limit}
+    assert outcome(frames, **kwargs) == outcome(Frames(frames), **kwargs)
+
+
+@given(answers)
+def test_a_frame_over_the_limit_is_refused_on_the_fast_path_too(message):
+    frames = encode(message)
+    limit = max(len(f) for f in frames) - 1
+    if limit >= 16:
+        with pytest.raises(ProtocolError):
+            decode(frames, max_frame_size=limit)
+
+
+@pytest.mark.parametrize(("tag", "count"), [(b"TR", 4), (b"CC", 3)])
+def test_every_code_byte_decodes_as_on_the_general_path(tag, count):
+    for code in range(256):
+        frames = [tag, bytes(16), bytes([code]), b"payload"][:count]
+        assert outcome(frames) == outcome(Frames(frames))
