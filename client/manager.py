@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import heapq
-import itertools
+import bisect
 import logging
 import threading
 import time
@@ -142,8 +141,12 @@ class FutureManager:
         self._closed = False
         # Confirm deadlines: (deadline, sequence, future); stale entries are
         # skipped when popped (the future's _deadline no longer matches).
-        self._deadlines: list[tuple[float, int, Future]] = []
-        self._sequence = itertools.count()
+        # Confirm deadlines in order: (deadline, future). Every deadline is
+        # "now + cancel_timeout" on a clock that does not run backwards, so
+        # appending keeps them sorted and a deque serves as the timer queue.
+        # Entries whose future has moved on (answered, or re-armed) are stale
+        # and skipped when they reach the front.
+        self._deadlines: collections.deque[tuple[float, Future]] = collections.deque()
         self._use_timer = timer
         self._timer_wakeup = threading.Condition(self._lock)
         self._timer_thread: threading.Thread | None = None
@@ -305,9 +308,9 @@ class FutureManager:
         with self._lock:
             if now is None:
                 now = self._clock()
-            heap = self._deadlines
-            while heap and heap[0][0] <= now:
-                deadline, _, future = heapq.heappop(heap)
+            queue = self._deadlines
+            while queue and queue[0][0] <= now:
+                deadline, future = queue.popleft()
                 if future._deadline == deadline and future._fsm == lc.CANCEL_REQUESTED:
                     self._dispatch(future, lc.CONFIRM_TIMEOUT, None)
                     fired += 1
@@ -428,14 +431,17 @@ class FutureManager:
     def _arm_confirm_timeout(self, future: Future) -> None:
         deadline = self._clock() + self.cancel_timeout
         future._deadline = deadline
-        heap = self._deadlines
-        # Drop entries made stale by an answer (the future's deadline moved
-        # on) while they sit at the front: with a steady clock they go stale
-        # roughly in order, so the heap holds about the cancels in flight
-        # rather than every cancel of the last cancel_timeout seconds.
-        while heap and heap[0][2]._deadline != heap[0][0]:
-            heapq.heappop(heap)
-        heapq.heappush(heap, (deadline, next(self._sequence), future))
+        queue = self._deadlines
+        # Drop stale entries at the front, so the queue holds about the
+        # cancels in flight rather than every cancel of the last timeout.
+        while queue and queue[0][1]._deadline != queue[0][0]:
+            queue.popleft()
+        if not queue or queue[-1][0] <= deadline:
+            queue.append((deadline, future))
+        else:
+            # A clock that stepped back (a test's fake clock): keep order.
+            index = bisect.bisect_right(queue, deadline, key=lambda entry: entry[0])
+            queue.insert(index, (deadline, future))
         if self._use_timer and not self._closed:
             if self._timer_thread is None:
                 self._timer_thread = threading.Thread(target=self._run_timer, name="taskfate-timer", daemon=True)
