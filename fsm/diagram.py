@@ -45,6 +45,8 @@ package) just to produce text, and dot text must work with the base install.
 
 from __future__ import annotations
 
+import copy
+
 import json
 import math
 import re
@@ -133,7 +135,12 @@ def declared_rules(policy: str = lc.DEFAULT_POLICY) -> tuple[DeclaredRule, ...]:
     per source; splitting them here lets a diagram label each source's copy
     on its own (a history may have taken it from one source only).
     """
-    declared = lc.declaration(policy)
+    return split_rules(lc.declaration(policy))
+
+
+def split_rules(declared: Mapping[str, Any]) -> tuple[DeclaredRule, ...]:
+    """The rules of any declaration (``transitions.Machine`` keyword
+    arguments), one per (source, event), in declaration order."""
     states = [state["name"] for state in declared["states"]]
     rules = []
     for transition in declared["transitions"]:
@@ -393,6 +400,44 @@ def mermaid(policy: str = lc.DEFAULT_POLICY, history: Iterable[Sequence[Any]] | 
     return _repair_mermaid(source, _title(policy, steps is not None), set(roles.values()), terminal)
 
 
+def declaration_mermaid(
+    declared: Mapping[str, Any],
+    title: str,
+    messages: Mapping[str, str] | None = None,
+    effects: Mapping[str, str] | None = None,
+) -> str:
+    """Any declared machine as Mermaid, drawn like the future's lifecycle.
+
+    For machines other than the future's, such as the reference scheduler's
+    task lifecycle (``taskfate.scheduler.lifecycle``), which this layer does
+    not import: the caller passes its declaration, the protocol message
+    behind each trigger (``messages``) and the visible effect of each
+    callback (``effects``). Final states are styled as terminal.
+    """
+    messages, effects = dict(messages or {}), dict(effects or {})
+    labelled = []
+    for rule in split_rules(declared):
+        label = rule.event + (f" ({messages[rule.event]})" if rule.event in messages else "")
+        shown = [effects[name] for name in rule.callbacks if name in effects]
+        if shown:
+            label += " / " + ", ".join(shown)
+        if _MERMAID_FORBIDDEN.search(label) or _TRANSITIONS_SEPARATOR in label:
+            raise DeclarationError(f"label {label!r} cannot be drawn in Mermaid")
+        labelled.append(
+            {"trigger": rule.event, "source": rule.source, "dest": rule.dest, "before": list(rule.before), "after": list(rule.after), "label": label}
+        )
+    drawn = {**copy.deepcopy(dict(declared)), "transitions": labelled}
+    model = _Model()
+    machine = _LifecycleGraph(model=model, graph_engine="mermaid", title=title, **drawn)
+    terminal = [state["name"] for state in declared["states"] if state.get("final")]
+    graph = machine.model_graphs[id(model)]
+    graph.reset_styling()
+    for state in declared["states"]:
+        graph.set_node_style(state["name"], "terminal" if state.get("final") else "default")
+    used = {"terminal", "default"} if terminal else {"default"}
+    return _repair_mermaid(model.get_graph().source, title, used, terminal)
+
+
 def _repair_mermaid(source: str, title: str, used_styles: set[str], terminal: Sequence[str]) -> str:
     lines = source.split("\n")
     # Front matter: transitions writes ---, the bare title, ---.
@@ -535,7 +580,7 @@ DOCUMENTS: Final[dict[str, tuple[str, ...]]] = {
     "docs/lifecycle.md": tuple(f"lifecycle-{policy}" for policy in lc.POLICIES),
 }
 
-_BEGIN: Final = "<!-- BEGIN GENERATED {name}: made from fsm/lifecycle.py by `{command}`; do not edit by hand -->"
+_BEGIN: Final = "<!-- BEGIN GENERATED {name}: made from the declarations by `{command}`; do not edit by hand -->"
 _END: Final = "<!-- END GENERATED {name} -->"
 _MARKER: Final = re.compile(r"^<!-- (BEGIN|END) GENERATED ([\w-]+)[: ]")
 

@@ -177,6 +177,27 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
 
 POLICY: Final = "scheduler"
 
+#: For diagrams: the client message behind each trigger that has one.
+MESSAGES: Final[dict[str, str]] = {
+    CANCEL_FORCE: "TaskCancel force",
+    CANCEL_GENTLE: "TaskCancel not forced",
+    CLIENT_GONE: "ClientDisconnect or silence",
+}
+
+#: For diagrams: what a reader must see a callback do.
+EFFECTS: Final[dict[str, str]] = {
+    SEND_RESULT: "sends TaskResult",
+    SEND_WORKER_DIED: "sends TaskResult WORKER_DIED",
+    SEND_DEPENDENCY_FAILURE: "sends TaskResult FAILED naming the node",
+    SEND_CANCELED: "sends CANCELED",
+    SEND_CANCEL_FAILED: "sends CANCEL_FAILED",
+    SEND_NOT_FOUND: "sends CANCEL_NOT_FOUND",
+    STOP_WORKER: "kills the worker",
+    RELEASE_DEPENDANTS: "dependants may start",
+    FAIL_DEPENDANTS: "dependants take dependency_failed",
+    CANCEL_DEPENDANTS: "dependants take dependency_canceled",
+}
+
 
 def declaration() -> dict[str, Any]:
     """Keyword arguments for ``transitions.Machine``; a fresh copy each call."""
@@ -194,6 +215,13 @@ def build_machine(model: Any = None, **extra: Any) -> Any:
     from transitions import Machine
 
     return Machine(model=model, **declaration(), **extra)
+
+
+def mermaid() -> str:
+    """The task lifecycle as a Mermaid state diagram."""
+    from taskfate.fsm.diagram import declaration_mermaid
+
+    return declaration_mermaid(declaration(), "the reference scheduler's task lifecycle", MESSAGES, EFFECTS)
 
 
 def compiled() -> Any:

@@ -505,7 +505,9 @@ def test_the_system_dot_program_renders_svg(capsysbinary, monkeypatch):
 
 
 def _checkout_copy(tmp_path):
-    for relative in diagram.DOCUMENTS:
+    from taskfate.client.commands.diagram import SCHEDULER_DOCUMENTS
+
+    for relative in {**diagram.DOCUMENTS, **SCHEDULER_DOCUMENTS}:
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / relative, tmp_path / relative)
 

@@ -62,3 +62,31 @@ def test_the_executor_runs_callbacks_around_the_state_change():
         (slc.CANCEL_DEPENDANTS, slc.CANCELED),
     ]
     assert executor.fire(model, slc.ASSIGN) is False
+
+
+def test_the_drawn_scheduler_machine_shows_every_declared_rule_once():
+    import re
+
+    from taskfate.fsm.diagram import split_rules
+
+    text = slc.mermaid()
+    edges: dict[tuple[str, str], list[str]] = {}
+    for source, dest, label in re.findall(r"^  (\w+) --> (\w+): (.*)$", text, flags=re.M):
+        edges[(source, dest)] = [part.split(" ")[0] for part in label.split("<br>")]
+    drawn = sorted((s, d, e) for (s, d), events in edges.items() for e in events)
+    declared = sorted((r.source, r.dest or r.source, r.event) for r in split_rules(slc.declaration()))
+    assert drawn == declared
+    for state in slc.TERMINAL:
+        assert f"class {state} s_terminal" in text and f"{state} --> [*]" in text
+
+
+def test_the_transport_docs_show_the_current_scheduler_machine():
+    from pathlib import Path
+
+    from taskfate.client.commands.diagram import SCHEDULER_DOCUMENTS, scheduler_sections
+    from taskfate.fsm.diagram import REFRESH_COMMAND, refresh_document
+
+    root = Path(__file__).resolve().parents[1]
+    for relative, names in SCHEDULER_DOCUMENTS.items():
+        text = (root / relative).read_text(encoding="utf-8")
+        assert refresh_document(text, names, scheduler_sections()) == text, f"{relative} is stale: run {REFRESH_COMMAND}"

@@ -49,6 +49,12 @@ def register(subparsers: Any) -> None:
         choices=FORMATS,
         help="output format (default: from --output's suffix, else mermaid); svg and png need Graphviz",
     )
+    parser.add_argument(
+        "--machine",
+        choices=("future", "scheduler"),
+        default="future",
+        help="which declared machine: a client's future (default) or the reference scheduler's task (Mermaid only)",
+    )
     parser.add_argument("--policy", choices=lc.POLICIES, help=f"late_result policy to draw (default: {lc.DEFAULT_POLICY})")
     parser.add_argument("--output", "-o", type=Path, help="write here instead of standard output")
     parser.add_argument(
@@ -60,7 +66,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--update-docs",
         action="store_true",
-        help="regenerate the marked sections of README.md and docs/lifecycle.md",
+        help="regenerate the marked sections of README.md, docs/lifecycle.md and docs/transport.md",
     )
     parser.add_argument("--docs-root", type=Path, default=Path("."), help="checkout whose docs --update-docs refreshes")
     parser.set_defaults(handler=run)
@@ -83,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _draw(args: argparse.Namespace) -> bytes:
     fmt = args.format or (_SUFFIXES.get(args.output.suffix.lower()) if args.output else None) or "mermaid"
+    if args.machine == "scheduler":
+        if fmt != "mermaid" or args.policy or args.history:
+            raise DiagramError("the scheduler's machine is drawn as Mermaid only, with no --policy or --history")
+        return _scheduler_mermaid().encode()
     policy = args.policy or lc.DEFAULT_POLICY
     history = None
     if args.history is not None:
@@ -171,15 +181,31 @@ def _replace(path: Path, data: bytes) -> None:
         raise DiagramError(f"cannot write {path}: {exc}") from None
 
 
+#: Generated sections drawn from the scheduler's declaration. They are
+#: assembled here, not in taskfate.fsm, which does not import the scheduler.
+SCHEDULER_DOCUMENTS = {"docs/transport.md": ("scheduler-diagram",)}
+
+
+def _scheduler_mermaid() -> str:
+    from taskfate.scheduler import lifecycle as scheduler_lifecycle
+
+    return scheduler_lifecycle.mermaid()
+
+
+def scheduler_sections() -> dict[str, str]:
+    """The generated sections drawn from the scheduler's declaration, by name."""
+    return {"scheduler-diagram": "```mermaid\n" + _scheduler_mermaid() + "```\n"}
+
+
 def update_docs(root: Path) -> list[Path]:
     """Regenerate every document's marked sections under ``root``.
 
     Every document is read and checked before any is written, so a missing
     marker in one leaves all of them untouched. Returns the files changed.
     """
-    sections = diagram.docs_sections()
+    sections = {**diagram.docs_sections(), **scheduler_sections()}
     refreshed = []
-    for relative, names in diagram.DOCUMENTS.items():
+    for relative, names in {**diagram.DOCUMENTS, **SCHEDULER_DOCUMENTS}.items():
         path = root / relative
         try:
             text = path.read_text(encoding="utf-8")
