@@ -27,6 +27,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from taskfate.client.errors import ConnectionLost
 from taskfate.client.future import Future
@@ -41,6 +42,8 @@ from taskfate.protocol import (
     ProtocolError,
     Task,
     TaskID,
+    TaskResult,
+    TaskResultType,
     decode,
     encode,
 )
@@ -106,9 +109,17 @@ class Client:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         curve_server_key: bytes | None = None,
     ) -> None:
+        if not heartbeat_timeout > 0:
+            raise ValueError("heartbeat_timeout must be a positive number of seconds")
+        if heartbeat_interval is None:
+            # Well inside our own timeout, and inside the scheduler's patience
+            # with silent clients (10 s by default) however long ours is.
+            heartbeat_interval = min(heartbeat_timeout / 5, 1.0)
+        if not 0 < heartbeat_interval < heartbeat_timeout:
+            raise ValueError("heartbeat_interval must be positive and shorter than heartbeat_timeout")
         self.address = address
         self.heartbeat_timeout = heartbeat_timeout
-        self.heartbeat_interval = heartbeat_interval if heartbeat_interval is not None else heartbeat_timeout / 5
+        self.heartbeat_interval = heartbeat_interval
         self.max_frame_size = max_frame_size
         self.stats: collections.Counter[str] = collections.Counter()
         self._manager = FutureManager(
@@ -133,7 +144,12 @@ class Client:
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.SNDHWM, 0)
         self._socket.setsockopt(zmq.RCVHWM, 0)
-        self._socket.setsockopt(zmq.MAXMSGSIZE, max_frame_size + 64 * 1024)
+        # A fixed identity: if ZeroMQ reconnects, the scheduler still knows
+        # whose tasks these are (and a restarted one knows it does not).
+        self._socket.setsockopt(zmq.ROUTING_ID, os.urandom(16))
+        # Oversized frames are refused by the decoder, which names the task
+        # and fails its future; zmq's own MAXMSGSIZE would instead drop the
+        # whole connection and lose every future with it.
         if curve_server_key is not None:
             public, secret = zmq.curve_keypair()
             self._socket.curve_serverkey = curve_server_key
@@ -167,11 +183,14 @@ class Client:
             try:
                 futures.reverse()
                 while futures:
-                    future = futures.pop()
+                    # Popped only once its result is in: a timeout or an error
+                    # here cancels it with the rest.
                     if deadline is None:
-                        yield future.result()
+                        value = futures[-1].result()
                     else:
-                        yield future.result(max(0.0, deadline - time.monotonic()))
+                        value = futures[-1].result(max(0.0, deadline - time.monotonic()))
+                    futures.pop()
+                    yield value
             finally:
                 for future in futures:
                     future.cancel(timeout=0)
@@ -225,11 +244,28 @@ class Client:
 
     def clear(self) -> None:
         """Cancel every unfinished future and wait (bounded by the cancel
-        timeout) until each has ended."""
-        waiting = self._manager.clear()
-        if waiting:
-            concurrent.futures.wait(waiting, timeout=self._manager.cancel_timeout + 1.0)
-            self._manager.expire()
+        timeout) until each has ended.
+
+        Every pending future gets a forced ``TaskCancel``. A future whose own
+        gentle cancel was in flight and is refused comes back to pending and
+        is asked again, forcefully, so it ends cancelled too (unless, under
+        ``late_result="deliver"``, its result wins). From a done callback or
+        the I/O thread it only sends the requests: waiting there would block
+        the answers.
+        """
+        manager = self._manager
+        manager.clear()
+        if not manager._may_block():
+            return
+        deadline = time.monotonic() + manager.cancel_timeout + 1.0
+        while True:
+            live = manager.live_futures()
+            remaining = deadline - time.monotonic()
+            if not live or remaining <= 0:
+                break
+            concurrent.futures.wait(live, timeout=min(remaining, 0.05), return_when=concurrent.futures.FIRST_COMPLETED)
+            manager.clear()  # refused gentle cancels are back in pending: force them
+        manager.expire()
 
     def close(self) -> None:
         """End every unfinished future cancelled, tell the scheduler, stop.
@@ -276,7 +312,11 @@ class Client:
         """The manager's ``send``: callable from any thread."""
         if self._stopping:
             raise RuntimeError("the client is closed")
-        self._outgoing.append(encode(message))
+        frames = encode(message)
+        for frame in frames:
+            if len(frame) > self.max_frame_size:
+                raise ValueError(f"a frame of {len(frame)} bytes is over max_frame_size={self.max_frame_size}")
+        self._outgoing.append(frames)
         if not self._wake_pending:
             self._wake()
 
@@ -291,9 +331,14 @@ class Client:
 
     def _run(self) -> None:
         socket = self._socket
+        # A dropped TCP connection means the scheduler went away (or was
+        # restarted and forgot us); ZeroMQ would reconnect silently.
+        monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        blocked = False
         now = time.monotonic()
         last_heard = now
         next_heartbeat = now
@@ -307,7 +352,10 @@ class Client:
                 deadline = self._manager.next_deadline()
                 if deadline is not None:
                     wake_at = min(wake_at, deadline)
-                poll_ms = 0 if self._outgoing else max(0, math.ceil((wake_at - now) * 1000))
+                if self._outgoing:
+                    poll_ms = 10 if blocked else 0  # back off while the socket refuses more
+                else:
+                    poll_ms = max(0, math.ceil((wake_at - now) * 1000))
                 ready = dict(poller.poll(poll_ms))
                 if self._wake_r in ready:
                     # Drain first, then clear the flag: a sender that sets the
@@ -321,7 +369,9 @@ class Client:
                 if socket in ready:
                     if self._receive(socket):
                         last_heard = time.monotonic()
-                self._flush(socket)
+                if monitor in ready:
+                    self._on_disconnect(monitor)
+                blocked = not self._flush(socket)
                 if self._stopping and not self._outgoing:
                     return
                 now = time.monotonic()
@@ -339,6 +389,8 @@ class Client:
             _log.exception("client I/O thread crashed; failing live futures")
             self._manager.connection_lost(ConnectionLost("the client's I/O thread crashed"))
         finally:
+            socket.disable_monitor()
+            monitor.close(0)
             socket.close(linger=100 if self._stopping else 0)
             if self._release_on_exit:
                 self._release()
@@ -356,20 +408,40 @@ class Client:
             except ProtocolError as error:
                 self.stats["malformed"] += 1
                 _log.warning("dropped malformed frames from the scheduler: %s", error.reason)
+                self._fail_unreadable_result(frames, error)
                 continue
             if type(message) is not Heartbeat:
                 self._manager.on_message(message)
         return heard
 
-    def _flush(self, socket: zmq.Socket[Any]) -> None:
+    def _fail_unreadable_result(self, frames: list[bytes], error: ProtocolError) -> None:
+        """A result we cannot accept (too large, say) still ends its future:
+        it fails with the reason instead of waiting forever."""
+        if len(frames) >= 2 and frames[0] == b"TR" and len(frames[1]) == 16:
+            failure = RuntimeError(f"the task's result could not be received: {error.reason}")
+            self._manager.on_message(TaskResult(TaskID(frames[1]), TaskResultType.FAILED, dump_value(failure)))
+
+    def _on_disconnect(self, monitor: zmq.Socket[Any]) -> None:
+        try:
+            event = recv_monitor_message(monitor, zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        if event["event"] == zmq.EVENT_DISCONNECTED and not self._stopping and len(self._manager):
+            self.stats["connection_lost"] += 1
+            _log.warning("connection to the scheduler at %s dropped; failing live futures", self.address)
+            self._manager.connection_lost(ConnectionLost(f"the connection to the scheduler at {self.address} dropped"))
+
+    def _flush(self, socket: zmq.Socket[Any]) -> bool:
+        """Send what is queued; False when the socket refused more for now."""
         outgoing = self._outgoing
         while outgoing:
             frames = outgoing[0]
             try:
                 socket.send_multipart(frames, zmq.NOBLOCK)
             except zmq.Again:
-                return  # retried on the next turn of the loop
+                return False  # retried on the next turn of the loop
             outgoing.popleft()
+        return True
 
 
 def _is_task(spec: Any) -> bool:

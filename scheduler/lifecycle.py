@@ -170,9 +170,12 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
     # A finished task is no longer the scheduler's to cancel.
     {"trigger": CANCEL_FORCE, "source": TERMINAL, "dest": None, "after": [SEND_NOT_FOUND]},
     {"trigger": CANCEL_GENTLE, "source": TERMINAL, "dest": None, "after": [SEND_NOT_FOUND]},
-    # The client left or went silent: free everything it had, tell nobody.
-    {"trigger": CLIENT_GONE, "source": NOT_STARTED, "dest": CANCELED},
-    {"trigger": CLIENT_GONE, "source": RUNNING, "dest": CANCELED, "before": [STOP_WORKER]},
+    # The client left or went silent: free everything it had, and say so.
+    # A client that only seemed silent (a stalled I/O thread, a heartbeat
+    # slower than the scheduler's patience) learns its tasks were cancelled
+    # instead of waiting for results that will never come.
+    {"trigger": CLIENT_GONE, "source": NOT_STARTED, "dest": CANCELED, "after": [SEND_CANCELED]},
+    {"trigger": CLIENT_GONE, "source": RUNNING, "dest": CANCELED, "before": [STOP_WORKER], "after": [SEND_CANCELED]},
 ]
 
 POLICY: Final = "scheduler"

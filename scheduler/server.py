@@ -2,8 +2,11 @@
 
 One thread owns every socket and every task record. It turns client
 messages, worker answers, worker deaths and clocks into triggers of
-``taskfate.scheduler.lifecycle`` and implements that declaration's callbacks;
-it makes no per-task decision of its own.
+``taskfate.scheduler.lifecycle`` and implements that declaration's callbacks.
+What it decides itself is routing: a cancel for a task it holds no record of
+(never seen, already finished and forgotten, or another client's) is answered
+"not found", and a message it cannot accept at all (malformed, oversized, a
+dependency it cannot honour) is answered with a failure when it names a task.
 
 Clients speak the taskfate protocol to a ROUTER socket. Workers are spawned
 processes speaking the private protocol of ``taskfate.scheduler.worker`` to a
@@ -47,6 +50,7 @@ from taskfate.protocol import (
     encode,
 )
 from taskfate.protocol.calls import DependencyFailed, dump_error
+from taskfate.protocol.messages import TASK_ID_SIZE
 from taskfate.scheduler import lifecycle as slc
 from taskfate.scheduler import worker as worker_protocol
 
@@ -252,6 +256,8 @@ class Scheduler:
         self._held: list[tuple[float, int, bytes, list[bytes]]] = []
         self._held_sequence = itertools.count()
         self._reorder_slot: tuple[bytes, list[bytes]] | None = None
+        self._startup_failures = 0
+        self._respawns: collections.deque[float] = collections.deque()
 
     # -- Running -------------------------------------------------------------
 
@@ -301,7 +307,6 @@ class Scheduler:
         self._clients_socket = self._context.socket(zmq.ROUTER)
         self._clients_socket.setsockopt(zmq.LINGER, 0)
         self._clients_socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        self._clients_socket.setsockopt(zmq.MAXMSGSIZE, self.max_frame_size + 64 * 1024)
         secret, public = self._curve
         if secret is not None:
             self._clients_socket.curve_secretkey = secret
@@ -361,6 +366,8 @@ class Scheduler:
                 wait = min(wait, 0.1)  # no pidfd here: look at exit codes often
             if self._held:
                 wait = min(wait, max(0.0, self._held[0][0] - now))
+            if self._respawns:
+                wait = min(wait, max(0.0, self._respawns[0] - now))
             ready = dict(poller.poll(int(wait * 1000) + 1))
             if self._wake_r in ready:
                 try:
@@ -374,6 +381,9 @@ class Scheduler:
             for worker in list(self._workers.values()):
                 if worker.exit_fd in ready or (worker.exit_fd is None and worker.process.poll() is not None):
                     self._worker_exited(worker)
+            while self._respawns and self._respawns[0] <= time.monotonic() and not self._stopping:
+                self._respawns.popleft()
+                self._add_worker()
             self._dispatch()
             self._release_held()
             now = time.monotonic()
@@ -396,8 +406,14 @@ class Scheduler:
             except ProtocolError as error:
                 self.stats["malformed"] += 1
                 _log.warning("dropped malformed frames from client %s: %s", identity.hex(), error.reason)
+                self._refuse_unreadable_task(identity, body, error)
                 continue
-            self._on_client_message(identity, message)
+            try:
+                self._on_client_message(identity, message)
+            except Exception:
+                # One message must never take the scheduler down with it.
+                self.stats["handler_errors"] += 1
+                _log.exception("handling %s from client %s failed", type(message).__name__, identity.hex())
 
     def _on_client_message(self, identity: bytes, message: Message) -> None:
         client = self._clients.get(identity)
@@ -419,9 +435,32 @@ class Scheduler:
             self.stats["unexpected"] += 1
             _log.warning("client %s sent %s, which clients do not send", identity.hex(), kind.__name__)
 
+    def _refuse_unreadable_task(self, identity: bytes, body: list[bytes], error: ProtocolError) -> None:
+        """A Task frame set that names its task id but cannot be accepted
+        (too large, say) is answered with a failure, so its future ends."""
+        if len(body) >= 2 and body[0] == b"TK" and len(body[1]) == TASK_ID_SIZE:
+            refusal = RuntimeError(f"the scheduler refused the task: {error.reason}")
+            self._to_client(identity, TaskResult(TaskID(body[1]), TaskResultType.FAILED, dump_error(refusal)))
+
+    def _refuse(self, identity: bytes, task: Task, reason: str) -> None:
+        self.stats["refused"] += 1
+        _log.warning("refused task %s from client %s: %s", task.task_id.hex(), identity.hex(), reason)
+        error = RuntimeError(f"the scheduler refused the task: {reason}")
+        self._to_client(identity, TaskResult(task.task_id, TaskResultType.FAILED, dump_error(error)))
+
     def _submit(self, identity: bytes, client: _Client, task: Task) -> None:
-        if task.task_id in self._tasks:
+        held = self._tasks.get(task.task_id)
+        if held is not None:
             self.stats["duplicate_task"] += 1
+            if held.client != identity:
+                _log.warning("client %s reused task id %s held by another client; ignored", identity.hex(), task.task_id.hex())
+            return
+        if task.dependencies and task.group_id is None:
+            self._refuse(identity, task, "a task with dependencies must belong to a group (graph)")
+            return
+        foreign = [d for d in task.dependencies if d in self._tasks and self._tasks[d].group_id != task.group_id]
+        if foreign or task.task_id in task.dependencies:
+            self._refuse(identity, task, "dependencies must be other tasks of the same group")
             return
         record = SchedulerTask(self, identity, task)
         self._tasks[task.task_id] = record
@@ -444,18 +483,22 @@ class Scheduler:
 
     def _cancel(self, identity: bytes, cancel: TaskCancel) -> None:
         event = slc.CANCEL_FORCE if cancel.force else slc.CANCEL_GENTLE
+        # A client may cancel only its own tasks; anyone else's are, to it,
+        # not found (and the answer goes to the one who asked).
         record = self._tasks.get(cancel.task_id)
-        if record is not None:
+        if record is not None and record.client == identity:
             self._fire(record, event)
             return
         members = self._groups.get(cancel.task_id)
-        if members:
+        if members and record is None:
+            owned = [m for m in members if self._tasks[m].client == identity]
             # Members cancelled along the way (as dependants) are skipped.
-            for member_id in list(members):
+            for member_id in owned:
                 member = self._tasks.get(member_id)
                 if member is not None:
                     self._fire(member, event)
-            return
+            if owned:
+                return
         self._confirm(identity, cancel.task_id, CancelConfirmType.CANCEL_NOT_FOUND)
 
     def _client_gone(self, identity: bytes, why: str) -> None:
@@ -518,7 +561,15 @@ class Scheduler:
     def _add_worker(self) -> None:
         identity = b"w%d" % next(self._worker_ids)
         process = subprocess.Popen(
-            [sys.executable, "-c", worker_protocol.LAUNCH, self._workers_address, identity.decode(), str(os.getpid())],
+            [
+                sys.executable,
+                "-c",
+                worker_protocol.LAUNCH,
+                self._workers_address,
+                identity.decode(),
+                str(os.getpid()),
+                str(self.max_frame_size),
+            ],
             stdin=subprocess.DEVNULL,
         )
         try:
@@ -600,7 +651,16 @@ class Scheduler:
         record = worker.task
         _log.warning("worker %s died (exit code %s)", worker.identity.decode(), exit_code)
         if not self._stopping:
-            self._add_worker()
+            if worker.ready:
+                self._startup_failures = 0
+                self._add_worker()
+            else:
+                # It died before it could say READY: starting another at once
+                # would spin. Back off, up to five seconds between attempts.
+                self._startup_failures += 1
+                delay = min(0.05 * 2**self._startup_failures, 5.0)
+                _log.error("worker failed to start (%d in a row); next attempt in %.2fs", self._startup_failures, delay)
+                self._respawns.append(time.monotonic() + delay)
         if record is not None:
             record.worker = None
             self._fire(record, slc.WORKER_LOST, f"worker {worker.identity.decode()} exited with code {exit_code}")

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import threading
+import time
 from typing import Any
 
 import zmq
@@ -32,8 +34,13 @@ _log = logging.getLogger("taskfate.scheduler.worker")
 _PARENT_CHECK_MS = 500
 
 
-def execute(payload: bytes, dependency_results: list[bytes]) -> tuple[TaskResultType, bytes]:
-    """Run the call in ``payload``; the result type and the payload to send."""
+def execute(payload: bytes, dependency_results: list[bytes], max_result_size: int | None = None) -> tuple[TaskResultType, bytes]:
+    """Run the call in ``payload``; the result type and the payload to send.
+
+    A value whose pickle is over ``max_result_size`` bytes fails the task
+    instead: a frame that large would be refused on its way to the client,
+    and the future would wait for a result that never arrives.
+    """
     try:
         fn, args, kwargs = load_call(payload)
         results = [pickle.loads(raw) for raw in dependency_results]
@@ -45,15 +52,30 @@ def execute(payload: bytes, dependency_results: list[bytes]) -> tuple[TaskResult
     except BaseException as error:
         return TaskResultType.FAILED, dump_error(error)
     try:
-        return TaskResultType.SUCCESS, dump_value(value)
+        out = dump_value(value)
     except BaseException as error:
         return TaskResultType.FAILED, dump_error(RuntimeError(f"result could not be pickled: {error!r}"))
+    if max_result_size is not None and len(out) > max_result_size:
+        return TaskResultType.FAILED, dump_error(
+            RuntimeError(f"result of {len(out)} bytes is over the frame limit of {max_result_size}")
+        )
+    return TaskResultType.SUCCESS, out
 
 
-def main(address: str, identity: bytes, parent_pid: int) -> None:
+def _exit_with_parent(parent_pid: int) -> None:
+    """Watchdog thread: end this process once the scheduler's is gone, even
+    in the middle of a long task."""
+    while True:
+        time.sleep(_PARENT_CHECK_MS / 1000)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
+def main(address: str, identity: bytes, parent_pid: int, max_result_size: int | None = None) -> None:
     """Serve one scheduler until it goes away. A worker runs as its own
     interpreter (``python -c LAUNCH ...``), so a user's script
     is never re-imported in it."""
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="parent-watchdog", daemon=True).start()
     context = zmq.Context()
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.IDENTITY, identity)
@@ -63,14 +85,12 @@ def main(address: str, identity: bytes, parent_pid: int) -> None:
     try:
         while True:
             if not socket.poll(_PARENT_CHECK_MS):
-                if os.getppid() != parent_pid:
-                    return
                 continue
             frames: Any = socket.recv_multipart()
             if frames[0] != RUN or len(frames) < 3:
                 continue
             task_id, payload, dependency_results = frames[1], frames[2], frames[3:]
-            result_type, out = execute(payload, dependency_results)
+            result_type, out = execute(payload, dependency_results, max_result_size)
             socket.send_multipart([DONE, task_id, bytes((result_type,)), out])
     except KeyboardInterrupt:
         pass
@@ -83,5 +103,5 @@ def main(address: str, identity: bytes, parent_pid: int) -> None:
 #: What the scheduler runs to start a worker: the arguments follow it.
 LAUNCH = (
     "import sys; from taskfate.scheduler.worker import main; "
-    "main(sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]))"
+    "main(sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), int(sys.argv[4]))"
 )
