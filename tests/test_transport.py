@@ -82,8 +82,9 @@ def test_cancel_a_queued_task(client):
         assert future.cancel(timeout=WAIT) is True
 
 
-def test_cancel_a_running_task_forced_and_not(client):
+def test_cancel_a_running_task_forced_and_not(scheduler, client):
     busy = _occupy_workers(client)
+    _wait_running(scheduler, busy)
     refused = busy[0]
     assert refused.cancel(timeout=WAIT, force=False) is False
     assert refused.state == "pending" and refused.history[-1].event == "confirm_cancel_failed"
@@ -365,3 +366,107 @@ def test_closing_the_client_from_a_done_callback(scheduler):
     assert future.result(timeout=0) == 2
     client._thread.join(WAIT)
     assert not client._thread.is_alive()
+
+
+def _wait_running(scheduler, futures, timeout=WAIT):
+    """Until the scheduler has every one of ``futures`` on a worker."""
+    deadline = time.monotonic() + timeout
+    ids = [f.task_id for f in futures]
+    while time.monotonic() < deadline:
+        records = [scheduler._tasks.get(task_id) for task_id in ids]
+        if all(record is not None and record.state == "running" for record in records):
+            return
+        time.sleep(0.01)
+    raise AssertionError("tasks did not start in time")
+
+
+def test_a_restarted_scheduler_fails_the_futures_it_forgot():
+    port_probe = zmq.Context.instance().socket(zmq.ROUTER)
+    port = port_probe.bind_to_random_port("tcp://127.0.0.1")
+    port_probe.close(0)
+    address = f"tcp://127.0.0.1:{port}"
+    first = Scheduler(address, workers=1)
+    first.start()
+    with Client(address, heartbeat_timeout=30) as client:
+        assert client.submit(operator.add, 1, 1).result(timeout=WAIT) == 2
+        lost = client.submit(time.sleep, 30)
+        _wait_running(first, [lost])
+        first.stop()
+        with Scheduler(address, workers=1):
+            with pytest.raises(ConnectionLost, match="dropped"):
+                lost.result(timeout=WAIT)
+            assert client.submit(operator.add, 2, 2).result(timeout=WAIT) == 4
+
+
+def test_a_client_the_scheduler_gave_up_on_learns_its_tasks_were_cancelled():
+    with Scheduler("tcp://127.0.0.1:*", workers=1, client_timeout=0.5, heartbeat_interval=0.1) as scheduler:
+        # Beats slower than the scheduler's patience: it frees the tasks.
+        with Client(scheduler.address, heartbeat_timeout=10, heartbeat_interval=3) as client:
+            future = client.submit(time.sleep, 30)
+            with pytest.raises(concurrent.futures.CancelledError):
+                future.result(timeout=WAIT)
+            assert [s.event for s in future.history] == ["confirm_canceled"]
+
+
+def test_a_dependency_outside_a_group_is_refused_and_the_scheduler_lives_on(scheduler, client):
+    from taskfate.protocol.calls import dump_call
+
+    parent = client.manager.submit(Task(TaskID.new(), dump_call(operator.add, (1, 1))))
+    child = client.manager.submit(Task(TaskID.new(), dump_call(operator.neg, (1,)), None, (parent.task_id,)))
+    with pytest.raises(RuntimeError, match="must belong to a group"):
+        child.result(timeout=WAIT)
+    assert parent.result(timeout=WAIT) == 2
+    assert client.submit(operator.add, 3, 4).result(timeout=WAIT) == 7
+
+
+def test_oversized_frames_fail_their_task_not_the_connection():
+    with Scheduler("tcp://127.0.0.1:*", workers=1, max_frame_size=100_000) as scheduler:
+        with Client(scheduler.address, max_frame_size=100_000) as client:
+            with pytest.raises(ValueError, match="over max_frame_size"):
+                client.submit(len, b"x" * 200_000)
+            big = client.submit(bytes, 300_000)
+            with pytest.raises(RuntimeError, match="over the frame limit"):
+                big.result(timeout=WAIT)
+            assert client.submit(operator.add, 1, 2).result(timeout=WAIT) == 3
+        with Client(scheduler.address, max_frame_size=1000) as small:
+            result = small.submit(bytes, 50_000)
+            with pytest.raises(RuntimeError, match="could not be received"):
+                result.result(timeout=WAIT)
+            assert small.submit(operator.add, 2, 2).result(timeout=WAIT) == 4
+
+
+def test_clear_forces_a_gentle_cancel_that_was_refused(scheduler, client):
+    busy = _occupy_workers(client)
+    _wait_running(scheduler, busy)
+    busy[0].cancel(timeout=0, force=False)
+    client.clear()
+    assert [f.state for f in busy] == ["cancelled", "cancelled"]
+
+
+def test_map_cancels_the_call_that_timed_out(client):
+    results = client.map(time.sleep, [30, 30], timeout=0.2)
+    with pytest.raises(concurrent.futures.TimeoutError):
+        next(results)
+    deadline = time.monotonic() + WAIT
+    while len(client.manager) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(client.manager) == 0
+
+
+def test_a_client_cannot_cancel_another_clients_task(scheduler, client):
+    from taskfate.protocol import CancelConfirmType, TaskCancelConfirm, decode
+
+    busy = _occupy_workers(client)
+    _wait_running(scheduler, busy)
+    raw = zmq.Context.instance().socket(zmq.DEALER)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.connect(scheduler.address)
+    try:
+        raw.send_multipart(encode(TaskCancel(busy[0].task_id, True)))
+        assert raw.poll(WAIT * 1000)
+        assert decode(raw.recv_multipart()) == TaskCancelConfirm(busy[0].task_id, CancelConfirmType.CANCEL_NOT_FOUND)
+        assert busy[0].state == "pending"
+    finally:
+        raw.close()
+        for future in busy:
+            future.cancel(timeout=WAIT)
