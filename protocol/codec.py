@@ -138,10 +138,13 @@ def decode(frames: Sequence[Any], *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZ
     task id that is not 16 bytes, an enum value out of range, a frame over
     ``max_frame_size`` bytes, or a non-bytes frame.
     """
+    if type(frames) is not list and type(frames) is not tuple:  # the common case, checked cheaply
+        if not isinstance(frames, Sequence) or isinstance(frames, (str, bytes, bytearray, memoryview)):
+            raise ProtocolError(f"frames must be a sequence of frames, got {type(frames).__name__}")
     try:
         count = len(frames)
-    except TypeError:
-        raise ProtocolError(f"frames must be a sequence, got {type(frames).__name__}") from None
+    except (TypeError, ValueError, OverflowError) as error:  # a hostile __len__
+        raise ProtocolError(f"frames have no usable length: {error}") from None
     # Fast paths for what a client receives in bulk, results and cancel
     # confirms, as pyzmq hands them over (a list of bytes). Anything that does
     # not match exactly takes the general path below, which checks it again
@@ -194,6 +197,8 @@ def _as_bytes(frame: Any, index: int, limit: int) -> bytes:
             frame = memoryview(frame).tobytes()
         except TypeError:
             raise ProtocolError(f"frame {index} is {type(frame).__name__}, not bytes") from None
+        except (ValueError, BufferError) as error:  # a released or unusable buffer
+            raise ProtocolError(f"frame {index} cannot be read: {error}") from None
     if len(frame) > limit:
         raise ProtocolError(f"frame {index} is {len(frame)} bytes, over the limit of {limit}")
     return frame  # type: ignore[no-any-return]

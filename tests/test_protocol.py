@@ -122,3 +122,36 @@ def test_task_id_is_sixteen_bytes():
 def test_encode_refuses_non_messages():
     with pytest.raises(TypeError):
         encode("not a message")  # type: ignore[arg-type]
+
+
+class _HostileLength(list):
+    def __init__(self, length):
+        super().__init__([b"TR"])
+        self.length = length
+
+    def __len__(self):
+        return self.length
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        {b"TR": b""},
+        {b"TR"},
+        "TR",
+        b"TR",
+        _HostileLength(-1),
+        _HostileLength(2**70),
+    ],
+    ids=["dict", "set", "str", "bytes", "negative-len", "huge-len"],
+)
+def test_non_sequences_and_hostile_containers_raise_protocol_error(frames):
+    with pytest.raises(ProtocolError):
+        decode(frames)
+
+
+def test_a_released_buffer_raises_protocol_error():
+    view = memoryview(bytearray(b"TR"))
+    view.release()
+    with pytest.raises(ProtocolError, match="cannot be read"):
+        decode([view, b"\x00" * 16, b"\x00", b""])
