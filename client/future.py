@@ -202,10 +202,19 @@ class Future(concurrent.futures.Future[Any]):
         raise self._failure()
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        """The task's exception (None if it succeeded); blocks like ``result``."""
+        """The task's exception (None if it succeeded); blocks like ``result``.
+
+        A success whose value cannot be deserialized reports the
+        ``ResultDecodeError`` that ``result()`` raises, so code that asks
+        ``exception()`` first (asyncio, ``as_completed`` loops) sees it too.
+        """
         if self._fsm not in _TERMINAL:
             self._wait_until_done(timeout)
         if self._fsm == lc.DONE:
+            try:
+                self._decoded_value()
+            except ResultDecodeError as error:
+                return error
             return None
         if self._fsm == lc.CANCELLED:
             raise concurrent.futures.CancelledError(self._cancel_reason())

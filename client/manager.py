@@ -3,7 +3,7 @@
 ``FutureManager`` turns incoming protocol messages and local events into
 lifecycle events, executes the compiled declaration for the future each one
 concerns, and hands outgoing messages to a ``send`` callable. It opens no
-socket: a transport (``taskfate.client.transport``), a test, or another
+socket: a transport (``taskfate.client.Client``), a test, or another
 library's client decides how messages travel.
 
 Effects are released after the lock: callbacks run under the manager's lock
@@ -139,8 +139,6 @@ class FutureManager:
         self._outbox: list[Message] = []
         self._finished: list[Future] = []
         self._closed = False
-        # Confirm deadlines: (deadline, sequence, future); stale entries are
-        # skipped when popped (the future's _deadline no longer matches).
         # Confirm deadlines in order: (deadline, future). Every deadline is
         # "now + cancel_timeout" on a clock that does not run backwards, so
         # appending keeps them sorted and a deque serves as the timer queue.

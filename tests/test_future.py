@@ -189,6 +189,21 @@ def test_undecodable_result_raises_result_decode_error():
     assert future.state == "done"
     with pytest.raises(ResultDecodeError):
         future.result(timeout=0)
+    assert isinstance(future.exception(timeout=0), ResultDecodeError)
+
+
+def test_awaiting_an_undecodable_result_raises_instead_of_hanging():
+    h = Harness()
+    future = h.submit()
+
+    async def main():
+        asyncio.get_running_loop().call_soon(
+            h.manager.on_message, TaskResult(future.task_id, TaskResultType.SUCCESS, b"not a pickle")
+        )
+        with pytest.raises(ResultDecodeError):
+            await asyncio.wait_for(asyncio.wrap_future(future), 10)
+
+    asyncio.run(main())
 
 
 def test_non_exception_failure_payload_becomes_task_failed():
