@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from taskfate.client.errors import ResultDecodeError, TaskFailed, WorkerDied
 from taskfate.fsm import lifecycle as lc
 from taskfate.protocol import TaskCancel, TaskID, TaskResult, TaskResultType
+from taskfate.protocol.codec import _slot_builder
 
 if TYPE_CHECKING:
     from taskfate.client.manager import FutureManager
@@ -56,6 +57,11 @@ _STDLIB_STATE = {
     lc.CANCELLED: CANCELLED_AND_NOTIFIED,
 }
 _TERMINAL = frozenset(lc.TERMINAL)
+
+#: ``TaskCancel(task_id, force)`` without the frozen dataclass ``__init__``
+#: (one ``object.__setattr__`` per field): a cancel builds one on the hot
+#: path, always from a ``TaskID`` and a ``bool``, so there is nothing to check.
+new_task_cancel: Callable[[TaskID, bool], TaskCancel] = _slot_builder(TaskCancel, ("task_id", "force"))
 
 
 class Step(NamedTuple):
@@ -149,9 +155,15 @@ class Future(concurrent.futures.Future[Any]):
         lock = manager._lock
         lock.acquire()
         try:
-            if self._fsm in _TERMINAL:
-                return self._fsm == lc.CANCELLED
-            manager._dispatch(self, lc.CANCEL, force)
+            state = self._fsm
+            if state in _TERMINAL:
+                return state == lc.CANCELLED
+            # The manager's _dispatch, inlined: this is the cancel hot path.
+            step = manager._steps[state].get(lc.CANCEL)
+            if step is None:
+                manager._ignored(self, lc.CANCEL)
+            else:
+                step(manager, self, force)
             outbox, finished = manager._outbox, manager._finished
             if outbox:
                 manager._outbox = []
@@ -159,8 +171,10 @@ class Future(concurrent.futures.Future[Any]):
                 manager._finished = []
         finally:
             lock.release()
-        if outbox or finished:
+        if finished:
             manager._release_effects(outbox, finished)
+        elif outbox:
+            manager._send_all(outbox)
         if timeout is not None and timeout <= 0 or not manager._may_block():
             return self._fsm == lc.CANCELLED
         self._wait_while(lc.CANCEL_REQUESTED, manager.cancel_timeout if timeout is None else timeout)
@@ -369,7 +383,7 @@ class Future(concurrent.futures.Future[Any]):
         # Anything but an explicit False asks for a forced cancel (clear()
         # passes True, a tool may pass None).
         group_id = self.group_id
-        self._manager._outbox.append(TaskCancel(self.task_id if group_id is None else group_id, force is not False))
+        self._manager._outbox.append(new_task_cancel(self.task_id if group_id is None else group_id, force is not False))
 
     def cancel_group(self, force: object) -> None:
         if self.group_id is not None:

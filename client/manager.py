@@ -39,6 +39,7 @@ from taskfate.client.errors import ConnectionLost
 from taskfate.client.future import Future
 from taskfate.client.serializer import PickleSerializer, Serializer
 from taskfate.fsm import lifecycle as lc
+from taskfate.client.steps import steps_for
 from taskfate.fsm.table import Lifecycle, get_lifecycle
 from taskfate.protocol import Message, Task, TaskCancelConfirm, TaskID, TaskResult
 
@@ -52,41 +53,10 @@ DEFAULT_HISTORY_LIMIT = 16
 #: How many results for unknown tasks the manager keeps for inspection.
 DEFAULT_LATE_RESULTS = 1024
 
-# A compiled rule with its callbacks resolved to functions of a Future class.
-_Resolved = tuple[str | None, tuple[Callable[[Any, Any], None], ...], tuple[Callable[[Any, Any], None], ...], bool]
-
 _RESULT_EVENTS = tuple(lc.MESSAGE_EVENTS[(TaskResult, kind)] for kind in sorted(k for t, k in lc.MESSAGE_EVENTS if t is TaskResult))
 _CONFIRM_EVENTS = tuple(
     lc.MESSAGE_EVENTS[(TaskCancelConfirm, kind)] for kind in sorted(k for t, k in lc.MESSAGE_EVENTS if t is TaskCancelConfirm)
 )
-
-# Keyed by the lifecycle's identity (the cache holds a reference, so an id is
-# never reused while its entry lives): a hand-built lifecycle, such as a test's
-# deliberately broken declaration, never shares a table with a stock one.
-_resolved_cache: dict[tuple[type[Future], int], tuple[Lifecycle, dict[str, dict[str, _Resolved]]]] = {}
-
-
-def _resolve(future_class: type[Future], lifecycle: Lifecycle) -> dict[str, dict[str, _Resolved]]:
-    """The lifecycle's table with callback names bound to ``future_class``'s
-    methods, built once per (class, lifecycle) so a step does no ``getattr``."""
-    key = (future_class, id(lifecycle))
-    cached = _resolved_cache.get(key)
-    if cached is None:
-        table = {
-            state: {
-                event: (
-                    rule.dest,
-                    tuple(getattr(future_class, name) for name in rule.before),
-                    tuple(getattr(future_class, name) for name in rule.after),
-                    rule.dest in lifecycle.terminal,
-                )
-                for event, rule in rules.items()
-            }
-            for state, rules in lifecycle.table.items()
-        }
-        _resolved_cache[key] = (lifecycle, table)
-        return table
-    return cached[1]
 
 
 class FutureManager:
@@ -132,7 +102,8 @@ class FutureManager:
         self._send = send
         self._clock = clock
         self._future_class = future_class
-        self._table = _resolve(future_class, self.lifecycle)
+        # state -> event -> the rule's generated step (taskfate.client.steps).
+        self._steps = steps_for(future_class, self.lifecycle)
         self._lock = threading.RLock()
         self._live: dict[TaskID, Future] = {}
         self._groups: dict[TaskID, dict[TaskID, Future]] = {}
@@ -239,7 +210,12 @@ class FutureManager:
         try:
             future = self._live.get(task_id)
             if future is not None:
-                self._dispatch(future, event, message)
+                # _dispatch, inlined: this is the message hot path.
+                step = self._steps[future._fsm].get(event)
+                if step is None:
+                    self._ignored(future, event)
+                else:
+                    step(self, future, message)
             else:
                 members = self._groups.get(task_id)
                 if members:
@@ -261,7 +237,10 @@ class FutureManager:
                     self._finished = []
         finally:
             lock.release()
-        self._release_effects(outbox, finished)
+        if outbox:
+            self._send_all(outbox)
+        if finished:
+            self._run_finished(finished)
 
     def dispatch(self, future: Future, event: str, argument: Any = None) -> None:
         """Fire lifecycle ``event`` on ``future`` directly.
@@ -333,50 +312,22 @@ class FutureManager:
     def _dispatch(self, future: Future, event: str, argument: Any) -> None:
         """Execute one event on one future. Caller holds the lock.
 
-        This is the whole interpreter of the compiled declaration: look the
-        rule up, run its ``before`` callbacks, change the state (recording
-        the step), run its ``after`` callbacks; then, for a terminal state,
-        stop routing to the future and wake whoever waits on it.
+        The whole interpreter of the compiled declaration: look the rule's
+        generated step up and run it (its callbacks in declared order, the
+        state change and its history step, and for a terminal state the end
+        of routing and the wake-ups); an event the state has no rule for is
+        counted as ignored.
         """
-        rule = self._table[future._fsm].get(event)
-        if rule is None:
-            self.stats["ignored"] += 1
-            if _log.isEnabledFor(logging.DEBUG):
-                _log.debug("task %s: %s ignored in state %s", future.task_id.hex(), event, future._fsm)
-            return
-        dest, before, after, terminal = rule
-        for callback in before:
-            callback(future, argument)
-        if dest is None:
-            for callback in after:
-                callback(future, argument)
-            return
-        source = future._fsm
-        future._fsm = dest
-        # A tuple, not a list: one allocation per step, no over-allocation,
-        # and a future with a short life (most) never copies more than a few.
-        history = future._history + ((event, source, dest, self._clock()),)
-        if len(history) > self.history_limit:
-            history = history[len(history) - self.history_limit :]
-        future._history = history
-        for callback in after:
-            callback(future, argument)
-        if terminal:
-            task_id = future.task_id
-            live = self._live
-            # One lookup on the common path; put back a different future
-            # that a tool dispatched around.
-            other = live.pop(task_id, None)
-            if other is not future and other is not None:
-                live[task_id] = other
-            if future.group_id is not None:
-                self._leave_group(future)
-            if future._waiter_list:
-                self._notify_waiters(future, dest)
-            if future._callbacks is not None:
-                self._finished.append(future)
-        if future._cond is not None:
-            future._cond.notify_all()
+        step = self._steps[future._fsm].get(event)
+        if step is None:
+            self._ignored(future, event)
+        else:
+            step(self, future, argument)
+
+    def _ignored(self, future: Future, event: str) -> None:
+        self.stats["ignored"] += 1
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("task %s: %s ignored in state %s", future.task_id.hex(), event, future._fsm)
 
     def _forget(self, future: Future) -> None:
         if self._live.get(future.task_id) is future:
@@ -428,8 +379,10 @@ class FutureManager:
         elif _log.isEnabledFor(logging.DEBUG):
             _log.debug("message for unknown or finished task %s: %r", task_id.hex(), message)
 
-    def _arm_confirm_timeout(self, future: Future) -> None:
-        deadline = self._clock() + self.cancel_timeout
+    def _arm_confirm_timeout(self, future: Future, now: float | None = None) -> None:
+        # ``now``: the clock reading of the step that entered
+        # cancel_requested, when the caller already took one.
+        deadline = (self._clock() if now is None else now) + self.cancel_timeout
         future._deadline = deadline
         queue = self._deadlines
         # Drop stale entries at the front, so the queue holds about the
@@ -482,6 +435,12 @@ class FutureManager:
         return outbox, finished
 
     def _release_effects(self, outbox: list[Message], finished: list[Future]) -> None:
+        if outbox:
+            self._send_all(outbox)
+        if finished:
+            self._run_finished(finished)
+
+    def _send_all(self, outbox: list[Message]) -> None:
         send = self._send
         for message in outbox:
             try:
@@ -490,25 +449,33 @@ class FutureManager:
                 # The lifecycle already moved; the confirm timeout ends the
                 # future if this request never reaches the scheduler.
                 _log.exception("sending %r failed", message)
-        if finished:
-            ident = threading.get_ident()
-            running = self._callback_threads
-            nested = ident in running
-            running.add(ident)
-            try:
-                for future in finished:
-                    callbacks = future._callbacks
-                    future._callbacks = None
-                    if callbacks is None:
-                        continue
-                    for callback in callbacks if isinstance(callbacks, list) else (callbacks,):
-                        try:
-                            callback(future)
-                        except Exception:
-                            _log.exception("done callback %r of %r raised", callback, future)
-            finally:
-                if not nested:
-                    running.discard(ident)
+
+    def _run_finished(self, finished: list[Future]) -> None:
+        """Run the done callbacks of futures that just ended, each once."""
+        ident = threading.get_ident()
+        running = self._callback_threads
+        nested = ident in running
+        running.add(ident)
+        try:
+            for future in finished:
+                callbacks = future._callbacks
+                future._callbacks = None
+                if callbacks is None:
+                    continue
+                if type(callbacks) is not list:
+                    try:
+                        callbacks(future)  # type: ignore[operator]
+                    except Exception:
+                        _log.exception("done callback %r of %r raised", callbacks, future)
+                    continue
+                for callback in callbacks:
+                    try:
+                        callback(future)
+                    except Exception:
+                        _log.exception("done callback %r of %r raised", callback, future)
+        finally:
+            if not nested:
+                running.discard(ident)
 
     def _run_callbacks(self, future: Future, callbacks: Iterable[Callable[[Future], object]]) -> None:
         """Run ``callbacks`` for ``future`` now, marking this thread as one on
