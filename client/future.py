@@ -57,6 +57,7 @@ _STDLIB_STATE = {
     lc.CANCELLED: CANCELLED_AND_NOTIFIED,
 }
 _TERMINAL = frozenset(lc.TERMINAL)
+_CANCEL = lc.CANCEL
 
 #: ``TaskCancel(task_id, force)`` without the frozen dataclass ``__init__``
 #: (one ``object.__setattr__`` per field): a cancel builds one on the hot
@@ -103,7 +104,10 @@ class Future(concurrent.futures.Future[Any]):
         # None, one callable, or a list once a second callback arrives: most
         # futures have at most one, and a list per future is not free.
         self._callbacks: Callable[[Future], object] | list[Callable[[Future], object]] | None = None
-        self._history: tuple[tuple[str, str, str, float], ...] = ()
+        # Flat pairs: (event, source, dest), time, (event, source, dest),
+        # time, ... The first of each pair is a constant of the step that
+        # recorded it, so a step allocates one tuple, not three.
+        self._history: tuple[Any, ...] = ()
         self._deadline: float | None = None
         # The failure once built (read, or handed over by a lost connection).
         self._error: BaseException | None = None
@@ -121,7 +125,8 @@ class Future(concurrent.futures.Future[Any]):
         """The transitions this future went through, oldest first (the most
         recent ``FutureManager.history_limit`` of them)."""
         with self._manager._lock:
-            return tuple(Step(*entry) for entry in self._history)
+            entries = self._history
+        return tuple(Step(*step, time) for step, time in zip(entries[::2], entries[1::2]))
 
     @property
     def discarded_results(self) -> tuple[TaskResult, ...]:
@@ -159,9 +164,9 @@ class Future(concurrent.futures.Future[Any]):
             if state in _TERMINAL:
                 return state == lc.CANCELLED
             # The manager's _dispatch, inlined: this is the cancel hot path.
-            step = manager._steps[state].get(lc.CANCEL)
+            step = manager._steps[state].get(_CANCEL)
             if step is None:
-                manager._ignored(self, lc.CANCEL)
+                manager._ignored(self, _CANCEL)
             else:
                 step(manager, self, force)
             outbox, finished = manager._outbox, manager._finished
@@ -174,7 +179,13 @@ class Future(concurrent.futures.Future[Any]):
         if finished:
             manager._release_effects(outbox, finished)
         elif outbox:
-            manager._send_all(outbox)
+            # The manager's _send_all, inlined.
+            send = manager._send
+            for message in outbox:
+                try:
+                    send(message)
+                except Exception:
+                    _log.exception("sending %r failed", message)
         if timeout is not None and timeout <= 0 or not manager._may_block():
             return self._fsm == lc.CANCELLED
         self._wait_while(lc.CANCEL_REQUESTED, manager.cancel_timeout if timeout is None else timeout)
@@ -359,8 +370,8 @@ class Future(concurrent.futures.Future[Any]):
             return self._error
 
     def _cancel_reason(self) -> str:
-        last = self._history[-1] if self._history else None
-        return f"task {self.task_id.hex()} cancelled ({last[0] if last else 'unknown'})"
+        history = self._history
+        return f"task {self.task_id.hex()} cancelled ({history[-2][0] if history else 'unknown'})"
 
     # -- Lifecycle callbacks -------------------------------------------------------
     # Named in taskfate.fsm.lifecycle and called by the manager, under its lock,

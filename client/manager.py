@@ -32,6 +32,7 @@ import bisect
 import logging
 import threading
 import time
+from threading import get_ident
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -240,6 +241,24 @@ class FutureManager:
         if outbox:
             self._send_all(outbox)
         if finished:
+            if len(finished) == 1:
+                # One future ended (the common case): _run_finished, inlined.
+                future = finished[0]
+                callbacks = future._callbacks
+                if callbacks is not None and type(callbacks) is not list:
+                    future._callbacks = None
+                    ident = get_ident()
+                    running = self._callback_threads
+                    nested = ident in running
+                    running.add(ident)
+                    try:
+                        callbacks(future)  # type: ignore[operator]
+                    except Exception:
+                        _log.exception("done callback %r of %r raised", callbacks, future)
+                    finally:
+                        if not nested:
+                            running.discard(ident)
+                    return
             self._run_finished(finished)
 
     def dispatch(self, future: Future, event: str, argument: Any = None) -> None:
@@ -380,8 +399,13 @@ class FutureManager:
             _log.debug("message for unknown or finished task %s: %r", task_id.hex(), message)
 
     def _arm_confirm_timeout(self, future: Future, now: float | None = None) -> None:
-        # ``now``: the clock reading of the step that entered
-        # cancel_requested, when the caller already took one.
+        """Give ``future`` a confirm deadline ``cancel_timeout`` from ``now``
+        (the reading of the step that entered cancel_requested, when the
+        caller took one) and make sure something will service it.
+
+        taskfate.client.steps writes this body in place of the call in the
+        generated steps (``_INLINE_AFTER_CHANGE``): keep the two alike.
+        """
         deadline = (self._clock() if now is None else now) + self.cancel_timeout
         future._deadline = deadline
         queue = self._deadlines
@@ -392,15 +416,22 @@ class FutureManager:
         if not queue or queue[-1][0] <= deadline:
             queue.append((deadline, future))
         else:
-            # A clock that stepped back (a test's fake clock): keep order.
-            index = bisect.bisect_right(queue, deadline, key=lambda entry: entry[0])
-            queue.insert(index, (deadline, future))
+            self._insert_deadline(deadline, future)
         if self._use_timer and not self._closed:
             if self._timer_thread is None:
-                self._timer_thread = threading.Thread(target=self._run_timer, name="taskfate-timer", daemon=True)
-                self._timer_thread.start()
+                self._start_timer()
             elif self._timer_due is not None and deadline < self._timer_due:
                 self._timer_wakeup.notify()
+
+    def _insert_deadline(self, deadline: float, future: Future) -> None:
+        # A clock that stepped back (a test's fake clock): keep order.
+        queue = self._deadlines
+        index = bisect.bisect_right(queue, deadline, key=lambda entry: entry[0])
+        queue.insert(index, (deadline, future))
+
+    def _start_timer(self) -> None:
+        self._timer_thread = threading.Thread(target=self._run_timer, name="taskfate-timer", daemon=True)
+        self._timer_thread.start()
 
     def _run_timer(self) -> None:
         """The manager's one timer thread: sleeps until the next deadline,

@@ -29,11 +29,13 @@ What is generated, and why it cannot drift from the declaration:
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import MemberDescriptorType
 from typing import TYPE_CHECKING, Any
 
-from taskfate.client.future import Future, new_task_cancel
+from taskfate.client.future import Future
 from taskfate.fsm import lifecycle as lc
 from taskfate.fsm.table import Lifecycle, Rule
+from taskfate.protocol import TaskCancel
 
 if TYPE_CHECKING:
     from taskfate.client.manager import FutureManager
@@ -44,22 +46,52 @@ Step = Callable[["FutureManager", Future, Any], None]
 
 # Base Future callbacks written in place when the class does not override
 # them: each is exactly its method's body, with ``self`` as ``future`` and the
-# event's argument as ``argument``. ``now`` is the step's clock reading,
-# available in ``after`` callbacks of a real state change.
+# event's argument as ``argument``.
 _INLINE: dict[str, str] = {
     lc.KEEP_RESULT: "future._message = argument",
     lc.DISARM_CONFIRM_TIMEOUT: "future._deadline = None",
+    # new_task_cancel's work, without the call (see _names).
     lc.SEND_CANCEL: (
         "group_id = future.group_id\n"
-        "manager._outbox.append(new_task_cancel(future.task_id if group_id is None else group_id, argument is not False))"
+        "message = object_new(TaskCancel)\n"
+        "set_cancel_task_id(message, future.task_id if group_id is None else group_id)\n"
+        "set_cancel_force(message, argument is not False)\n"
+        "manager._outbox.append(message)"
     ),
     lc.CANCEL_GROUP: "if future.group_id is not None:\n    manager._cancel_siblings(future)",
     lc.KEEP_CONNECTION_ERROR: "future._error = argument",
 }
-# Needs the step's clock reading, so only where one was taken.
+# Written in place only in a real state change's ``after`` callbacks, where
+# the step has read the clock into ``now``: the base arm_confirm_timeout
+# calls FutureManager._arm_confirm_timeout, whose body this is.
 _INLINE_AFTER_CHANGE: dict[str, str] = {
-    lc.ARM_CONFIRM_TIMEOUT: "manager._arm_confirm_timeout(future, now)",
+    lc.ARM_CONFIRM_TIMEOUT: """\
+deadline = now + manager.cancel_timeout
+future._deadline = deadline
+queue = manager._deadlines
+while queue and queue[0][1]._deadline != queue[0][0]:
+    queue.popleft()
+if not queue or queue[-1][0] <= deadline:
+    queue.append((deadline, future))
+else:
+    manager._insert_deadline(deadline, future)
+if manager._use_timer and not manager._closed:
+    if manager._timer_thread is None:
+        manager._start_timer()
+    elif manager._timer_due is not None and deadline < manager._timer_due:
+        manager._timer_wakeup.notify()""",
 }
+
+
+_NAMES: dict[str, Any] = {"TaskCancel": TaskCancel, "object_new": object.__new__}
+_cancel_setters = [getattr(TaskCancel, field, None) for field in ("task_id", "force")]
+if all(isinstance(setter, MemberDescriptorType) for setter in _cancel_setters):
+    _NAMES["set_cancel_task_id"] = _cancel_setters[0].__set__  # type: ignore[union-attr]
+    _NAMES["set_cancel_force"] = _cancel_setters[1].__set__  # type: ignore[union-attr]
+else:
+    # TaskCancel is no longer slotted: the method (its constructor) is
+    # called instead, correct if slower.
+    del _INLINE[lc.SEND_CANCEL]
 
 _cache: dict[tuple[type[Future], int], tuple[Lifecycle, dict[str, dict[str, Step]]]] = {}
 
@@ -101,7 +133,7 @@ def _compile_rule(future_class: type[Future], lifecycle: Lifecycle, state: str, 
 
 def _generate(future_class: type[Future], lifecycle: Lifecycle, state: str, event: str, rule: Rule, namespace: dict[str, Any]) -> str:
     """The source of ``rule``'s step; fills ``namespace`` with what it refers to."""
-    namespace["new_task_cancel"] = new_task_cancel
+    namespace.update(_NAMES)
     changes = rule.dest is not None
     lines: list[str] = []
 
@@ -124,8 +156,9 @@ def _generate(future_class: type[Future], lifecycle: Lifecycle, state: str, even
     if changes:
         lines.append(f"future._fsm = {rule.dest!r}")
         lines.append("now = manager._clock()")
-        lines.append(f"history = future._history + (({event!r}, {state!r}, {rule.dest!r}, now),)")
-        lines.append("limit = manager.history_limit")
+        # Flat pairs (step, time), the step a constant: see Future._history.
+        lines.append(f"history = future._history + (({event!r}, {state!r}, {rule.dest!r}), now)")
+        lines.append("limit = 2 * manager.history_limit")
         lines.append("if len(history) > limit:")
         lines.append("    history = history[len(history) - limit :]")
         lines.append("future._history = history")
