@@ -164,8 +164,9 @@ class Future(concurrent.futures.Future[Any]):
             if state in _TERMINAL:
                 return state == lc.CANCELLED
             # The manager's _dispatch, inlined: this is the cancel hot path.
-            step = manager._steps[state].get(_CANCEL)
-            if step is None:
+            try:
+                step = manager._steps[state][_CANCEL]
+            except KeyError:
                 manager._ignored(self, _CANCEL)
             else:
                 step(manager, self, force)

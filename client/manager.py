@@ -213,8 +213,9 @@ class FutureManager:
             future = self._live.get(task_id)
             if future is not None:
                 # _dispatch, inlined: this is the message hot path.
-                step = self._steps[future._fsm].get(event)
-                if step is None:
+                try:
+                    step = self._steps[future._fsm][event]
+                except KeyError:
                     self._ignored(future, event)
                 else:
                     step(self, future, message)

@@ -157,10 +157,17 @@ def _generate(future_class: type[Future], lifecycle: Lifecycle, state: str, even
         lines.append(f"future._fsm = {rule.dest!r}")
         lines.append("now = manager._clock()")
         # Flat pairs (step, time), the step a constant: see Future._history.
-        lines.append(f"history = future._history + (({event!r}, {state!r}, {rule.dest!r}), now)")
-        lines.append("limit = 2 * manager.history_limit")
-        lines.append("if len(history) > limit:")
-        lines.append("    history = history[len(history) - limit :]")
+        entry = f"({event!r}, {state!r}, {rule.dest!r}), now"
+        lines.append("history = future._history")
+        lines.append("if history:")
+        lines.append(f"    history = history + ({entry})")
+        lines.append("    limit = 2 * manager.history_limit")
+        lines.append("    if len(history) > limit:")
+        lines.append("        history = history[len(history) - limit :]")
+        # A first step (most are) needs neither the concatenation nor the
+        # trim, unless the manager keeps no history at all.
+        lines.append("elif manager.history_limit > 0:")
+        lines.append(f"    history = ({entry})")
         lines.append("future._history = history")
     for name in rule.after:
         call(name, changes)
