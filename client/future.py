@@ -1,8 +1,9 @@
 """A ``concurrent.futures.Future`` whose state is the declared lifecycle.
 
 The future holds no rule of its own: every state change goes through its
-manager, which looks the (state, event) pair up in the table compiled from
-``taskfate.fsm.lifecycle`` and calls the callbacks named there. This module
+manager, which runs the step generated (``taskfate.client.steps``) from the
+table compiled from ``taskfate.fsm.lifecycle``; the step calls the callbacks
+named there. This module
 implements those callbacks (one method per name the declaration uses) and the
 stdlib ``Future`` surface on top of the state.
 
@@ -378,6 +379,9 @@ class Future(concurrent.futures.Future[Any]):
     # Named in taskfate.fsm.lifecycle and called by the manager, under its lock,
     # with the event's argument. Their outside effects (messages to send,
     # callbacks to run) are queued on the manager and released after the lock.
+    # taskfate.client.steps writes the short ones' bodies in place of the call
+    # for a class that does not override them (its _INLINE): change a body
+    # here, change it there; tests/test_steps.py runs both forms side by side.
 
     def keep_result(self, message: TaskResult) -> None:
         self._message = message

@@ -50,7 +50,7 @@ Step = Callable[["FutureManager", Future, Any], None]
 _INLINE: dict[str, str] = {
     lc.KEEP_RESULT: "future._message = argument",
     lc.DISARM_CONFIRM_TIMEOUT: "future._deadline = None",
-    # new_task_cancel's work, without the call (see _names).
+    # client.future.new_task_cancel's work, without the call (see _NAMES).
     lc.SEND_CANCEL: (
         "group_id = future.group_id\n"
         "message = object_new(TaskCancel)\n"
