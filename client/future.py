@@ -1,8 +1,9 @@
 """A ``concurrent.futures.Future`` whose state is the declared lifecycle.
 
 The future holds no rule of its own: every state change goes through its
-manager, which looks the (state, event) pair up in the table compiled from
-``taskfate.fsm.lifecycle`` and calls the callbacks named there. This module
+manager, which runs the step generated (``taskfate.client.steps``) from the
+table compiled from ``taskfate.fsm.lifecycle``; the step calls the callbacks
+named there. This module
 implements those callbacks (one method per name the declaration uses) and the
 stdlib ``Future`` surface on top of the state.
 
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from taskfate.client.errors import ResultDecodeError, TaskFailed, WorkerDied
 from taskfate.fsm import lifecycle as lc
 from taskfate.protocol import TaskCancel, TaskID, TaskResult, TaskResultType
+from taskfate.protocol.codec import _slot_builder
 
 if TYPE_CHECKING:
     from taskfate.client.manager import FutureManager
@@ -56,6 +58,12 @@ _STDLIB_STATE = {
     lc.CANCELLED: CANCELLED_AND_NOTIFIED,
 }
 _TERMINAL = frozenset(lc.TERMINAL)
+_CANCEL = lc.CANCEL
+
+#: ``TaskCancel(task_id, force)`` without the frozen dataclass ``__init__``
+#: (one ``object.__setattr__`` per field): a cancel builds one on the hot
+#: path, always from a ``TaskID`` and a ``bool``, so there is nothing to check.
+new_task_cancel: Callable[[TaskID, bool], TaskCancel] = _slot_builder(TaskCancel, ("task_id", "force"))
 
 
 class Step(NamedTuple):
@@ -97,7 +105,10 @@ class Future(concurrent.futures.Future[Any]):
         # None, one callable, or a list once a second callback arrives: most
         # futures have at most one, and a list per future is not free.
         self._callbacks: Callable[[Future], object] | list[Callable[[Future], object]] | None = None
-        self._history: tuple[tuple[str, str, str, float], ...] = ()
+        # Flat pairs: (event, source, dest), time, (event, source, dest),
+        # time, ... The first of each pair is a constant of the step that
+        # recorded it, so a step allocates one tuple, not three.
+        self._history: tuple[Any, ...] = ()
         self._deadline: float | None = None
         # The failure once built (read, or handed over by a lost connection).
         self._error: BaseException | None = None
@@ -115,7 +126,8 @@ class Future(concurrent.futures.Future[Any]):
         """The transitions this future went through, oldest first (the most
         recent ``FutureManager.history_limit`` of them)."""
         with self._manager._lock:
-            return tuple(Step(*entry) for entry in self._history)
+            entries = self._history
+        return tuple(Step(step[0], step[1], step[2], time) for step, time in zip(entries[::2], entries[1::2]))
 
     @property
     def discarded_results(self) -> tuple[TaskResult, ...]:
@@ -149,9 +161,16 @@ class Future(concurrent.futures.Future[Any]):
         lock = manager._lock
         lock.acquire()
         try:
-            if self._fsm in _TERMINAL:
-                return self._fsm == lc.CANCELLED
-            manager._dispatch(self, lc.CANCEL, force)
+            state = self._fsm
+            if state in _TERMINAL:
+                return state == lc.CANCELLED
+            # The manager's _dispatch, inlined: this is the cancel hot path.
+            try:
+                step = manager._steps[state][_CANCEL]
+            except KeyError:
+                manager._ignored(self, _CANCEL)
+            else:
+                step(manager, self, force)
             outbox, finished = manager._outbox, manager._finished
             if outbox:
                 manager._outbox = []
@@ -159,8 +178,16 @@ class Future(concurrent.futures.Future[Any]):
                 manager._finished = []
         finally:
             lock.release()
-        if outbox or finished:
+        if finished:
             manager._release_effects(outbox, finished)
+        elif outbox:
+            # The manager's _send_all, inlined.
+            send = manager._send
+            for message in outbox:
+                try:
+                    send(message)
+                except Exception:
+                    _log.exception("sending %r failed", message)
         if timeout is not None and timeout <= 0 or not manager._may_block():
             return self._fsm == lc.CANCELLED
         self._wait_while(lc.CANCEL_REQUESTED, manager.cancel_timeout if timeout is None else timeout)
@@ -354,13 +381,16 @@ class Future(concurrent.futures.Future[Any]):
             return self._error
 
     def _cancel_reason(self) -> str:
-        last = self._history[-1] if self._history else None
-        return f"task {self.task_id.hex()} cancelled ({last[0] if last else 'unknown'})"
+        history = self._history
+        return f"task {self.task_id.hex()} cancelled ({history[-2][0] if history else 'unknown'})"
 
     # -- Lifecycle callbacks -------------------------------------------------------
     # Named in taskfate.fsm.lifecycle and called by the manager, under its lock,
     # with the event's argument. Their outside effects (messages to send,
     # callbacks to run) are queued on the manager and released after the lock.
+    # taskfate.client.steps writes the short ones' bodies in place of the call
+    # for a class that does not override them (its _INLINE): change a body
+    # here, change it there; tests/test_steps.py runs both forms side by side.
 
     def keep_result(self, message: TaskResult) -> None:
         self._message = message
@@ -378,7 +408,7 @@ class Future(concurrent.futures.Future[Any]):
         # Anything but an explicit False asks for a forced cancel (clear()
         # passes True, a tool may pass None).
         group_id = self.group_id
-        self._manager._outbox.append(TaskCancel(self.task_id if group_id is None else group_id, force is not False))
+        self._manager._outbox.append(new_task_cancel(self.task_id if group_id is None else group_id, force is not False))
 
     def cancel_group(self, force: object) -> None:
         if self.group_id is not None:

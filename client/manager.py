@@ -30,8 +30,10 @@ import asyncio
 import collections
 import bisect
 import logging
+import sys
 import threading
 import time
+from types import CodeType, FrameType
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -39,6 +41,7 @@ from taskfate.client.errors import ConnectionLost
 from taskfate.client.future import Future
 from taskfate.client.serializer import PickleSerializer, Serializer
 from taskfate.fsm import lifecycle as lc
+from taskfate.client.steps import steps_for
 from taskfate.fsm.table import Lifecycle, get_lifecycle
 from taskfate.protocol import Message, Task, TaskCancelConfirm, TaskID, TaskResult
 
@@ -52,41 +55,10 @@ DEFAULT_HISTORY_LIMIT = 16
 #: How many results for unknown tasks the manager keeps for inspection.
 DEFAULT_LATE_RESULTS = 1024
 
-# A compiled rule with its callbacks resolved to functions of a Future class.
-_Resolved = tuple[str | None, tuple[Callable[[Any, Any], None], ...], tuple[Callable[[Any, Any], None], ...], bool]
-
 _RESULT_EVENTS = tuple(lc.MESSAGE_EVENTS[(TaskResult, kind)] for kind in sorted(k for t, k in lc.MESSAGE_EVENTS if t is TaskResult))
 _CONFIRM_EVENTS = tuple(
     lc.MESSAGE_EVENTS[(TaskCancelConfirm, kind)] for kind in sorted(k for t, k in lc.MESSAGE_EVENTS if t is TaskCancelConfirm)
 )
-
-# Keyed by the lifecycle's identity (the cache holds a reference, so an id is
-# never reused while its entry lives): a hand-built lifecycle, such as a test's
-# deliberately broken declaration, never shares a table with a stock one.
-_resolved_cache: dict[tuple[type[Future], int], tuple[Lifecycle, dict[str, dict[str, _Resolved]]]] = {}
-
-
-def _resolve(future_class: type[Future], lifecycle: Lifecycle) -> dict[str, dict[str, _Resolved]]:
-    """The lifecycle's table with callback names bound to ``future_class``'s
-    methods, built once per (class, lifecycle) so a step does no ``getattr``."""
-    key = (future_class, id(lifecycle))
-    cached = _resolved_cache.get(key)
-    if cached is None:
-        table = {
-            state: {
-                event: (
-                    rule.dest,
-                    tuple(getattr(future_class, name) for name in rule.before),
-                    tuple(getattr(future_class, name) for name in rule.after),
-                    rule.dest in lifecycle.terminal,
-                )
-                for event, rule in rules.items()
-            }
-            for state, rules in lifecycle.table.items()
-        }
-        _resolved_cache[key] = (lifecycle, table)
-        return table
-    return cached[1]
 
 
 class FutureManager:
@@ -132,7 +104,8 @@ class FutureManager:
         self._send = send
         self._clock = clock
         self._future_class = future_class
-        self._table = _resolve(future_class, self.lifecycle)
+        # state -> event -> the rule's generated step (taskfate.client.steps).
+        self._steps = steps_for(future_class, self.lifecycle)
         self._lock = threading.RLock()
         self._live: dict[TaskID, Future] = {}
         self._groups: dict[TaskID, dict[TaskID, Future]] = {}
@@ -152,10 +125,10 @@ class FutureManager:
         # a cancel wakes it only when its own deadline comes sooner.
         self._timer_due: float | None = None
         # Threads on which cancel() must not wait: transports register their
-        # I/O thread; threads running done callbacks are in _callback_threads
-        # while they do (a set of idents: cheaper than a threading.local).
+        # I/O thread (a set of idents: cheaper than a threading.local).
+        # Threads running done callbacks are found on the call stack
+        # (_running_callbacks).
         self._service_threads: set[int] = set()
-        self._callback_threads: set[int] = set()
 
     # -- Public surface -----------------------------------------------------------
 
@@ -237,7 +210,13 @@ class FutureManager:
         try:
             future = self._live.get(task_id)
             if future is not None:
-                self._dispatch(future, event, message)
+                # _dispatch, inlined: this is the message hot path.
+                try:
+                    step = self._steps[future._fsm][event]
+                except KeyError:
+                    self._ignored(future, event)
+                else:
+                    step(self, future, message)
             else:
                 members = self._groups.get(task_id)
                 if members:
@@ -259,7 +238,26 @@ class FutureManager:
                     self._finished = []
         finally:
             lock.release()
-        self._release_effects(outbox, finished)
+        if outbox:
+            self._send_all(outbox)
+        if finished:
+            # _run_finished, inlined: this frame is one of _CALLBACK_RUNNERS.
+            for future in finished:
+                callbacks = future._callbacks
+                future._callbacks = None
+                if callbacks is None:
+                    continue
+                if type(callbacks) is not list:
+                    try:
+                        callbacks(future)  # type: ignore[operator]
+                    except Exception:
+                        _log.exception("done callback %r of %r raised", callbacks, future)
+                    continue
+                for callback in callbacks:
+                    try:
+                        callback(future)
+                    except Exception:
+                        _log.exception("done callback %r of %r raised", callback, future)
 
     def dispatch(self, future: Future, event: str, argument: Any = None) -> None:
         """Fire lifecycle ``event`` on ``future`` directly.
@@ -331,50 +329,22 @@ class FutureManager:
     def _dispatch(self, future: Future, event: str, argument: Any) -> None:
         """Execute one event on one future. Caller holds the lock.
 
-        This is the whole interpreter of the compiled declaration: look the
-        rule up, run its ``before`` callbacks, change the state (recording
-        the step), run its ``after`` callbacks; then, for a terminal state,
-        stop routing to the future and wake whoever waits on it.
+        The whole interpreter of the compiled declaration: look the rule's
+        generated step up and run it (its callbacks in declared order, the
+        state change and its history step, and for a terminal state the end
+        of routing and the wake-ups); an event the state has no rule for is
+        counted as ignored.
         """
-        rule = self._table[future._fsm].get(event)
-        if rule is None:
-            self.stats["ignored"] += 1
-            if _log.isEnabledFor(logging.DEBUG):
-                _log.debug("task %s: %s ignored in state %s", future.task_id.hex(), event, future._fsm)
-            return
-        dest, before, after, terminal = rule
-        for callback in before:
-            callback(future, argument)
-        if dest is None:
-            for callback in after:
-                callback(future, argument)
-            return
-        source = future._fsm
-        future._fsm = dest
-        # A tuple, not a list: one allocation per step, no over-allocation,
-        # and a future with a short life (most) never copies more than a few.
-        history = future._history + ((event, source, dest, self._clock()),)
-        if len(history) > self.history_limit:
-            history = history[len(history) - self.history_limit :]
-        future._history = history
-        for callback in after:
-            callback(future, argument)
-        if terminal:
-            task_id = future.task_id
-            live = self._live
-            # One lookup on the common path; put back a different future
-            # that a tool dispatched around.
-            other = live.pop(task_id, None)
-            if other is not future and other is not None:
-                live[task_id] = other
-            if future.group_id is not None:
-                self._leave_group(future)
-            if future._waiter_list:
-                self._notify_waiters(future, dest)
-            if future._callbacks is not None:
-                self._finished.append(future)
-        if future._cond is not None:
-            future._cond.notify_all()
+        step = self._steps[future._fsm].get(event)
+        if step is None:
+            self._ignored(future, event)
+        else:
+            step(self, future, argument)
+
+    def _ignored(self, future: Future, event: str) -> None:
+        self.stats["ignored"] += 1
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("task %s: %s ignored in state %s", future.task_id.hex(), event, future._fsm)
 
     def _forget(self, future: Future) -> None:
         if self._live.get(future.task_id) is future:
@@ -426,8 +396,15 @@ class FutureManager:
         elif _log.isEnabledFor(logging.DEBUG):
             _log.debug("message for unknown or finished task %s: %r", task_id.hex(), message)
 
-    def _arm_confirm_timeout(self, future: Future) -> None:
-        deadline = self._clock() + self.cancel_timeout
+    def _arm_confirm_timeout(self, future: Future, now: float | None = None) -> None:
+        """Give ``future`` a confirm deadline ``cancel_timeout`` from ``now``
+        (the reading of the step that entered cancel_requested, when the
+        caller took one) and make sure something will service it.
+
+        taskfate.client.steps writes this body in place of the call in the
+        generated steps (``_INLINE_AFTER_CHANGE``): keep the two alike.
+        """
+        deadline = (self._clock() if now is None else now) + self.cancel_timeout
         future._deadline = deadline
         queue = self._deadlines
         # Drop stale entries at the front, so the queue holds about the
@@ -437,15 +414,22 @@ class FutureManager:
         if not queue or queue[-1][0] <= deadline:
             queue.append((deadline, future))
         else:
-            # A clock that stepped back (a test's fake clock): keep order.
-            index = bisect.bisect_right(queue, deadline, key=lambda entry: entry[0])
-            queue.insert(index, (deadline, future))
+            self._insert_deadline(deadline, future)
         if self._use_timer and not self._closed:
             if self._timer_thread is None:
-                self._timer_thread = threading.Thread(target=self._run_timer, name="taskfate-timer", daemon=True)
-                self._timer_thread.start()
+                self._start_timer()
             elif self._timer_due is not None and deadline < self._timer_due:
                 self._timer_wakeup.notify()
+
+    def _insert_deadline(self, deadline: float, future: Future) -> None:
+        # A clock that stepped back (a test's fake clock): keep order.
+        queue = self._deadlines
+        index = bisect.bisect_right(queue, deadline, key=lambda entry: entry[0])
+        queue.insert(index, (deadline, future))
+
+    def _start_timer(self) -> None:
+        self._timer_thread = threading.Thread(target=self._run_timer, name="taskfate-timer", daemon=True)
+        self._timer_thread.start()
 
     def _run_timer(self) -> None:
         """The manager's one timer thread: sleeps until the next deadline,
@@ -480,6 +464,12 @@ class FutureManager:
         return outbox, finished
 
     def _release_effects(self, outbox: list[Message], finished: list[Future]) -> None:
+        if outbox:
+            self._send_all(outbox)
+        if finished:
+            self._run_finished(finished)
+
+    def _send_all(self, outbox: list[Message]) -> None:
         send = self._send
         for message in outbox:
             try:
@@ -488,50 +478,58 @@ class FutureManager:
                 # The lifecycle already moved; the confirm timeout ends the
                 # future if this request never reaches the scheduler.
                 _log.exception("sending %r failed", message)
-        if finished:
-            ident = threading.get_ident()
-            running = self._callback_threads
-            nested = ident in running
-            running.add(ident)
-            try:
-                for future in finished:
-                    callbacks = future._callbacks
-                    future._callbacks = None
-                    if callbacks is None:
-                        continue
-                    for callback in callbacks if isinstance(callbacks, list) else (callbacks,):
-                        try:
-                            callback(future)
-                        except Exception:
-                            _log.exception("done callback %r of %r raised", callback, future)
-            finally:
-                if not nested:
-                    running.discard(ident)
 
-    def _run_callbacks(self, future: Future, callbacks: Iterable[Callable[[Future], object]]) -> None:
-        """Run ``callbacks`` for ``future`` now, marking this thread as one on
-        which ``cancel()`` must not wait (a callback may cancel another future)."""
-        ident = threading.get_ident()
-        running = self._callback_threads
-        nested = ident in running
-        running.add(ident)
-        try:
-            for callback in callbacks:
+    def _run_finished(self, finished: list[Future]) -> None:
+        """Run the done callbacks of futures that just ended, each once."""
+        for future in finished:
+            callbacks = future._callbacks
+            future._callbacks = None
+            if callbacks is None:
+                continue
+            for callback in callbacks if isinstance(callbacks, list) else (callbacks,):
                 try:
                     callback(future)
                 except Exception:
                     _log.exception("done callback %r of %r raised", callback, future)
-        finally:
-            if not nested:
-                running.discard(ident)
+
+    def _run_callbacks(self, future: Future, callbacks: Iterable[Callable[[Future], object]]) -> None:
+        """Run ``callbacks`` for ``future`` now."""
+        for callback in callbacks:
+            try:
+                callback(future)
+            except Exception:
+                _log.exception("done callback %r of %r raised", callback, future)
+
+    def _running_callbacks(self) -> bool:
+        """Whether the calling thread is inside one of this manager's done
+        callbacks (where ``cancel()`` must not wait: a callback may cancel
+        another future, and the answer may need this very thread).
+
+        Read off the call stack rather than recorded on the way in: the
+        runners' frames are on the stack exactly while their callbacks run,
+        so every ended future is spared the bookkeeping, and only a cancel
+        about to wait pays for the walk.
+        """
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code in _CALLBACK_RUNNERS and frame.f_locals.get("self") is self:
+                return True
+            frame = frame.f_back
+        return False
 
     def _may_block(self) -> bool:
         """Whether the calling thread may wait for the scheduler's answer."""
-        ident = threading.get_ident()
-        if ident in self._service_threads or ident in self._callback_threads:
+        if threading.get_ident() in self._service_threads or self._running_callbacks():
             return False
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             return True
         return False
+
+
+#: The frames that call done callbacks: while one of them (for a given
+#: manager) is on a thread's stack, that thread is running its callbacks.
+_CALLBACK_RUNNERS: frozenset[CodeType] = frozenset(
+    method.__code__ for method in (FutureManager.on_message, FutureManager._run_finished, FutureManager._run_callbacks)
+)

@@ -126,10 +126,10 @@ def get_lifecycle(policy: str) -> Lifecycle:
 class Executor:
     """Runs a compiled lifecycle on plain model objects.
 
-    The generic form of what the client's ``FutureManager`` does in its own
-    tuned loop: each model keeps its state name in ``state``; callbacks named
-    in the declaration are methods of ``model_class`` taking the event's one
-    argument, resolved once here. Used by the reference scheduler, whose
+    The generic form of what the client's ``FutureManager`` runs as
+    generated steps (``taskfate.client.steps``): each model keeps its state
+    name in ``state``; callbacks named in the declaration are methods of
+    ``model_class`` taking the event's one argument, resolved once here. Used by the reference scheduler, whose
     tasks need no waiter or callback machinery.
     """
 

@@ -1,0 +1,276 @@
+"""The generated steps: inlined base callbacks against called ones, and
+both against ``transitions``.
+
+``taskfate.client.steps`` writes a base ``Future`` callback's body in place
+of the call when the future class does not override it. ``test_differential``
+runs a subclass that overrides every callback, so there every callback is
+called; here the stock ``Future`` (everything inlinable inlined) runs beside
+a subclass whose overrides only delegate (nothing inlined), and beside the
+``transitions`` machine, on the same arbitrary event sequences for every
+policy. Everything a user or the scheduler can observe must agree: states,
+histories with their times, confirm deadlines and when they fire, outgoing
+messages, done-callback order, counters, kept and discarded results.
+
+Also here: what the generated source is (so the inlined path really is the
+one exercised) and the stack-based check that keeps ``cancel()`` from
+waiting inside a done callback.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from helpers import FakeClock
+from taskfate.client import Future, FutureManager
+from taskfate.client.steps import step_source, steps_for
+from taskfate.fsm import build_machine, lifecycle
+from taskfate.fsm.table import get_lifecycle
+from taskfate.protocol import CancelConfirmType, Task, TaskCancelConfirm, TaskID, TaskResult, TaskResultType
+from test_differential import CONFIRMS, RESULTS, Reference, argument
+
+
+class DelegatingFuture(Future):
+    """Overrides every lifecycle callback with a call to the base one, so the
+    generated steps call them all instead of writing any in place."""
+
+
+def _delegate(name):
+    def callback(self, arg):
+        getattr(Future, name)(self, arg)
+
+    return callback
+
+
+for _name in lifecycle.CALLBACKS:
+    setattr(DelegatingFuture, _name, _delegate(_name))
+
+
+class HistoryReference(Reference):
+    """Reference, with its group's siblings moved through ``fire`` too, so
+    their expected history is recorded like everyone else's."""
+
+    fire = None
+
+    def cancel_group(self, force):
+        self.trace.append((self.task_id, "cancel_group", force))
+        if self.group_id is not None:
+            for sibling in self.siblings:
+                if sibling is not self:
+                    self.fire(sibling, lifecycle.GROUP_CANCEL, None)
+
+
+class Side:
+    """One manager and its futures, with everything observable recorded."""
+
+    def __init__(self, policy, future_class, clock, ids, group_id, history_limit):
+        self.sent = []
+        self.ended = []
+        self.manager = FutureManager(
+            self.sent.append,
+            late_result=policy,
+            cancel_timeout=5.0,
+            clock=clock,
+            timer=False,
+            history_limit=history_limit,
+            future_class=future_class,
+        )
+        self.futures = [self.manager.track(task_id, group_id) for task_id in ids]
+        for index, future in enumerate(self.futures):
+            future.add_done_callback(lambda f, index=index: self.ended.append((index, f.state)))
+
+    def observed(self):
+        manager = self.manager
+        return {
+            "states": [f.state for f in self.futures],
+            "history": [f.history for f in self.futures],
+            "deadlines": [f._deadline for f in self.futures],
+            "queue": [(deadline, f.task_id) for deadline, f in manager._deadlines if f._deadline == deadline],
+            "sent": list(self.sent),
+            "ended": list(self.ended),
+            "stats": dict(manager.stats),
+            "late": list(manager.late_results),
+            "discarded": [f.discarded_results for f in self.futures],
+            "kept": [(f._message, f._error) for f in self.futures],
+            "live": len(manager),
+            "next_deadline": manager.next_deadline(),
+        }
+
+
+ERROR_EVENTS = lifecycle.EVENTS + ("advance",)
+steps = st.lists(
+    st.tuples(st.sampled_from(ERROR_EVENTS), st.integers(0, 2), st.booleans(), st.booleans(), st.sampled_from([1.0, 3.0, 6.0])),
+    max_size=25,
+)
+
+
+@given(st.sampled_from(lifecycle.POLICIES), st.integers(1, 3), st.sampled_from([16, 2, 1, 0]), steps)
+def test_inlined_and_called_callbacks_agree_with_each_other_and_with_transitions(policy, size, history_limit, events):
+    clock = FakeClock()
+    ids = [TaskID.new() for _ in range(size)]
+    group_id = TaskID.new() if size > 1 else None
+    inlined = Side(policy, Future, clock, ids, group_id, history_limit)
+    called = Side(policy, DelegatingFuture, clock, ids, group_id, history_limit)
+
+    ref_trace, ref_sent, models = [], [], []
+    expected_history = [[] for _ in ids]
+    table = get_lifecycle(policy).table
+    machine = build_machine(policy)
+    for task_id in ids:
+        model = HistoryReference(task_id, group_id, ref_trace, ref_sent, models)
+        models.append(model)
+        machine.add_model(model)
+
+    def fire(model, event, arg):
+        # The history a future should show, from the declaration alone.
+        rule = table[model.state].get(event)
+        if rule is not None and rule.dest is not None:
+            entries = expected_history[models.index(model)]
+            entries.append((event, model.state, rule.dest, clock.now))
+            del entries[: max(0, len(entries) - history_limit)]
+        model.trigger(event, arg)
+
+    for model in models:
+        model.fire = fire
+
+    for event, index, force, to_group, seconds in events:
+        index %= size
+        if event == "advance":
+            clock.now += seconds
+            fired = [side.manager.expire() for side in (inlined, called)]
+            assert fired[0] == fired[1]
+            for model, future in zip(models, inlined.futures):
+                if model.state == lifecycle.CANCEL_REQUESTED and future.state == lifecycle.CANCELLED:
+                    # The model has no clock: the inlined side, checked
+                    # against the called side, says which deadlines passed.
+                    fire(model, lifecycle.CONFIRM_TIMEOUT, None)
+        elif event in RESULTS or event in CONFIRMS:
+            target = group_id if to_group and group_id is not None else ids[index]
+            kind = RESULTS.get(event, CONFIRMS.get(event))
+            msg = TaskResult(target, kind, b"") if event in RESULTS else TaskCancelConfirm(target, kind)
+            for side in (inlined, called):
+                side.manager.on_message(msg)
+            receivers = [models[index]] if target == ids[index] else models
+            for receiver in [m for m in receivers if m.state not in lifecycle.TERMINAL]:
+                fire(receiver, event, msg)
+        elif event == lifecycle.CANCEL:
+            returned = [side.futures[index].cancel(0, force=force) for side in (inlined, called)]
+            assert returned[0] == returned[1]
+            fire(models[index], event, force)
+        else:
+            arg = argument(event, ids[index], force)
+            for side in (inlined, called):
+                side.manager.dispatch(side.futures[index], event, arg)
+            fire(models[index], event, arg)
+        seen = inlined.observed()
+        assert seen == called.observed()
+        assert seen["states"] == [m.state for m in models]
+        assert seen["sent"] == ref_sent
+        assert [[tuple(step) for step in history] for history in seen["history"]] == expected_history
+
+
+@pytest.mark.parametrize("policy", lifecycle.POLICIES)
+def test_every_declared_rule_has_exactly_one_step(policy):
+    lc = get_lifecycle(policy)
+    for future_class in (Future, DelegatingFuture):
+        generated = steps_for(future_class, lc)
+        assert {state: set(rules) for state, rules in generated.items()} == {
+            state: set(rules) for state, rules in lc.table.items()
+        }
+        assert all(callable(step) for rules in generated.values() for step in rules.values())
+
+
+def test_the_stock_future_has_its_cancel_written_in_place_and_a_subclass_has_it_called():
+    lc = get_lifecycle("cancel")
+    stock = step_source(Future, lc, lifecycle.PENDING, lifecycle.CANCEL)
+    assert "callback_" not in stock and "set_cancel_force" in stock and "manager._deadlines" in stock
+    delegating = step_source(DelegatingFuture, lc, lifecycle.PENDING, lifecycle.CANCEL)
+    # One call per callback the rule names, in declared order, nothing in place.
+    rule = lc.table[lifecycle.PENDING][lifecycle.CANCEL]
+    assert delegating.count("callback_") == len(rule.before) + len(rule.after)
+    assert "set_cancel_force" not in delegating and "manager._deadlines" not in delegating
+
+
+def test_an_override_of_one_callback_is_called_while_the_others_stay_in_place():
+    calls = []
+
+    class Keeping(Future):
+        def keep_result(self, message):
+            calls.append(message)
+            super().keep_result(message)
+
+    lc = get_lifecycle("deliver")
+    source = step_source(Keeping, lc, lifecycle.CANCEL_REQUESTED, lifecycle.RESULT_SUCCESS)
+    assert source.count("callback_") == 1 and "future._deadline = None" in source
+    manager = FutureManager(lambda m: None, late_result="deliver", timer=False, future_class=Keeping)
+    future = manager.track(TaskID.new())
+    future.cancel(0)
+    message = TaskResult(future.task_id, TaskResultType.SUCCESS, b"\x80\x04K\x07.")
+    manager.on_message(message)
+    assert calls == [message] and future.result() == 7 and future._deadline is None
+
+
+# -- cancel() inside done callbacks, found on the stack --------------------------------
+
+
+def _manager():
+    return FutureManager(lambda m: None, cancel_timeout=30)
+
+
+@pytest.mark.timeout(30)
+def test_cancel_in_a_callback_run_at_once_by_add_done_callback_does_not_wait():
+    manager = _manager()
+    finished = manager.track(TaskID.new())
+    other = manager.track(TaskID.new())
+    manager.on_message(TaskResult(finished.task_id, TaskResultType.SUCCESS, b"\x80\x04N."))
+    returned = []
+    started = time.monotonic()
+    finished.add_done_callback(lambda f: returned.append(other.cancel()))
+    assert time.monotonic() - started < 5 and returned == [False] and other.state == "cancel_requested"
+    manager.close()
+
+
+@pytest.mark.timeout(30)
+def test_cancel_in_callbacks_run_by_dispatch_expire_and_a_second_callback_does_not_wait():
+    clock = FakeClock()
+    manager = FutureManager(lambda m: None, cancel_timeout=30, clock=clock, timer=False)
+    first, second, third, fourth = (manager.track(TaskID.new()) for _ in range(4))
+    returned = []
+    first.add_done_callback(lambda f: None)
+    first.add_done_callback(lambda f: returned.append(second.cancel()))  # a list of callbacks
+    third.add_done_callback(lambda f: returned.append(fourth.cancel()))
+    started = time.monotonic()
+    manager.dispatch(first, lifecycle.CLOSE)
+    third.cancel(0)
+    assert returned == [False] and second.state == "cancel_requested"
+    clock.now += 31
+    # second's and third's deadlines: third's callback cancels fourth.
+    assert manager.expire() == 2 and second.cancelled() and third.cancelled()
+    assert time.monotonic() - started < 5
+    assert returned == [False, False] and fourth.state == "cancel_requested"
+
+
+@pytest.mark.timeout(30)
+def test_only_the_managers_own_callbacks_count_and_only_while_they_run():
+    mine, theirs = _manager(), FutureManager(lambda m: None, cancel_timeout=0.2, timer=False)
+    finished = mine.track(TaskID.new())
+    waiting = theirs.track(TaskID.new())
+    waited = []
+
+    def cancel_elsewhere(f):
+        started = time.monotonic()
+        waiting.cancel(0.1)  # another manager's future: this thread may wait
+        waited.append(time.monotonic() - started)
+
+    finished.add_done_callback(cancel_elsewhere)
+    mine.on_message(TaskResult(finished.task_id, TaskResultType.SUCCESS, b"\x80\x04N."))
+    assert waited and waited[0] >= 0.1
+    # The callbacks are over: a cancel on this thread waits again.
+    later = mine.submit(Task(TaskID.new(), b""))
+    started = time.monotonic()
+    assert later.cancel(0.1) is False
+    assert time.monotonic() - started >= 0.1
+    mine.close()
