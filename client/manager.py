@@ -30,10 +30,9 @@ import asyncio
 import collections
 import bisect
 import logging
-import sys
 import threading
 import time
-from types import CodeType, FrameType
+from threading import get_ident
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -125,10 +124,10 @@ class FutureManager:
         # a cancel wakes it only when its own deadline comes sooner.
         self._timer_due: float | None = None
         # Threads on which cancel() must not wait: transports register their
-        # I/O thread (a set of idents: cheaper than a threading.local).
-        # Threads running done callbacks are found on the call stack
-        # (_running_callbacks).
+        # I/O thread; threads running done callbacks are in _callback_threads
+        # while they do (a set of idents: cheaper than a threading.local).
         self._service_threads: set[int] = set()
+        self._callback_threads: set[int] = set()
 
     # -- Public surface -----------------------------------------------------------
 
@@ -241,23 +240,25 @@ class FutureManager:
         if outbox:
             self._send_all(outbox)
         if finished:
-            # _run_finished, inlined: this frame is one of _CALLBACK_RUNNERS.
-            for future in finished:
+            if len(finished) == 1:
+                # One future ended (the common case): _run_finished, inlined.
+                future = finished[0]
                 callbacks = future._callbacks
-                future._callbacks = None
-                if callbacks is None:
-                    continue
-                if type(callbacks) is not list:
+                if callbacks is not None and type(callbacks) is not list:
+                    future._callbacks = None
+                    ident = get_ident()
+                    running = self._callback_threads
+                    nested = ident in running
+                    running.add(ident)
                     try:
                         callbacks(future)  # type: ignore[operator]
                     except Exception:
                         _log.exception("done callback %r of %r raised", callbacks, future)
-                    continue
-                for callback in callbacks:
-                    try:
-                        callback(future)
-                    except Exception:
-                        _log.exception("done callback %r of %r raised", callback, future)
+                    finally:
+                        if not nested:
+                            running.discard(ident)
+                    return
+            self._run_finished(finished)
 
     def dispatch(self, future: Future, event: str, argument: Any = None) -> None:
         """Fire lifecycle ``event`` on ``future`` directly.
@@ -481,55 +482,55 @@ class FutureManager:
 
     def _run_finished(self, finished: list[Future]) -> None:
         """Run the done callbacks of futures that just ended, each once."""
-        for future in finished:
-            callbacks = future._callbacks
-            future._callbacks = None
-            if callbacks is None:
-                continue
-            for callback in callbacks if isinstance(callbacks, list) else (callbacks,):
+        ident = threading.get_ident()
+        running = self._callback_threads
+        nested = ident in running
+        running.add(ident)
+        try:
+            for future in finished:
+                callbacks = future._callbacks
+                future._callbacks = None
+                if callbacks is None:
+                    continue
+                if type(callbacks) is not list:
+                    try:
+                        callbacks(future)  # type: ignore[operator]
+                    except Exception:
+                        _log.exception("done callback %r of %r raised", callbacks, future)
+                    continue
+                for callback in callbacks:
+                    try:
+                        callback(future)
+                    except Exception:
+                        _log.exception("done callback %r of %r raised", callback, future)
+        finally:
+            if not nested:
+                running.discard(ident)
+
+    def _run_callbacks(self, future: Future, callbacks: Iterable[Callable[[Future], object]]) -> None:
+        """Run ``callbacks`` for ``future`` now, marking this thread as one on
+        which ``cancel()`` must not wait (a callback may cancel another future)."""
+        ident = threading.get_ident()
+        running = self._callback_threads
+        nested = ident in running
+        running.add(ident)
+        try:
+            for callback in callbacks:
                 try:
                     callback(future)
                 except Exception:
                     _log.exception("done callback %r of %r raised", callback, future)
-
-    def _run_callbacks(self, future: Future, callbacks: Iterable[Callable[[Future], object]]) -> None:
-        """Run ``callbacks`` for ``future`` now."""
-        for callback in callbacks:
-            try:
-                callback(future)
-            except Exception:
-                _log.exception("done callback %r of %r raised", callback, future)
-
-    def _running_callbacks(self) -> bool:
-        """Whether the calling thread is inside one of this manager's done
-        callbacks (where ``cancel()`` must not wait: a callback may cancel
-        another future, and the answer may need this very thread).
-
-        Read off the call stack rather than recorded on the way in: the
-        runners' frames are on the stack exactly while their callbacks run,
-        so every ended future is spared the bookkeeping, and only a cancel
-        about to wait pays for the walk.
-        """
-        frame: FrameType | None = sys._getframe(1)
-        while frame is not None:
-            if frame.f_code in _CALLBACK_RUNNERS and frame.f_locals.get("self") is self:
-                return True
-            frame = frame.f_back
-        return False
+        finally:
+            if not nested:
+                running.discard(ident)
 
     def _may_block(self) -> bool:
         """Whether the calling thread may wait for the scheduler's answer."""
-        if threading.get_ident() in self._service_threads or self._running_callbacks():
+        ident = threading.get_ident()
+        if ident in self._service_threads or ident in self._callback_threads:
             return False
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             return True
         return False
-
-
-#: The frames that call done callbacks: while one of them (for a given
-#: manager) is on a thread's stack, that thread is running its callbacks.
-_CALLBACK_RUNNERS: frozenset[CodeType] = frozenset(
-    method.__code__ for method in (FutureManager.on_message, FutureManager._run_finished, FutureManager._run_callbacks)
-)
