@@ -127,7 +127,7 @@ class Future(concurrent.futures.Future[Any]):
         recent ``FutureManager.history_limit`` of them)."""
         with self._manager._lock:
             entries = self._history
-        return tuple(Step(*step, time) for step, time in zip(entries[::2], entries[1::2]))
+        return tuple(Step(step[0], step[1], step[2], time) for step, time in zip(entries[::2], entries[1::2]))
 
     @property
     def discarded_results(self) -> tuple[TaskResult, ...]:

@@ -213,7 +213,7 @@ def test_an_override_of_one_callback_is_called_while_the_others_stay_in_place():
     assert calls == [message] and future.result() == 7 and future._deadline is None
 
 
-# -- cancel() inside done callbacks, found on the stack --------------------------------
+# -- cancel() inside done callbacks never waits ------------------------------------------
 
 
 def _manager():
