@@ -10,10 +10,11 @@ stdlib ``Future`` surface on top of the state.
 Lock discipline
 ---------------
 One lock per manager (an ``RLock``) guards the state of all its futures. A
-future allocates no lock of its own: it builds a ``Condition`` on the
-manager's lock only when somebody first waits on it, and the stdlib waiter
-list only when ``concurrent.futures.wait`` or ``as_completed`` first asks.
-Done callbacks always run after the lock is released, exactly once each.
+future allocates no lock of its own: only when somebody first waits on it
+(``result()``, ``cancel()``, ``concurrent.futures.wait``, ``as_completed``)
+does it get a ``Condition`` on the manager's lock and the stdlib's waiter
+list, together. Done callbacks always run after the lock is released,
+exactly once each.
 
 Guarantees
 ----------
@@ -76,6 +77,19 @@ class Step(NamedTuple):
     time: float
 
 
+class _Waiting:
+    """What a future needs once somebody waits on it: a ``Condition`` on its
+    manager's lock, and the waiter list ``concurrent.futures.wait`` and
+    ``as_completed`` register with. Made on first wait, so that a future
+    nobody waits on never pays for either."""
+
+    __slots__ = ("condition", "waiters")
+
+    def __init__(self, lock: Any) -> None:
+        self.condition = threading.Condition(lock)
+        self.waiters: list[Any] = []
+
+
 class Future(concurrent.futures.Future[Any]):
     """The client's handle on one submitted task.
 
@@ -83,25 +97,28 @@ class Future(concurrent.futures.Future[Any]):
     directly: the manager is what routes the scheduler's messages to them.
     """
 
-    # Slots for what the common paths touch: every future sets them in
+    # Slots for everything the common paths touch: every future sets them in
     # __init__, and a slot store costs less than creating an instance dict
-    # later. Rare attributes (a waiter's Condition or waiter list, discarded
-    # results) are class-level defaults, shadowed per instance only when used.
-    __slots__ = ("task_id", "group_id", "_manager", "_fsm", "_message", "_value", "_callbacks", "_history", "_deadline", "_error")
+    # later (or than reading a class-level default through the instance).
+    # Rare attributes (discarded results) are class-level defaults, shadowed
+    # per instance only when used.
+    __slots__ = ("task_id", "group_id", "_manager", "_fsm", "_message", "_resolved", "_callbacks", "_history", "_deadline", "_waiting")
 
-    _cond: threading.Condition | None = None
-    _waiter_list: list[Any] | None = None
     _discarded: list[TaskResult] | None = None
 
     def __init__(self, task_id: TaskID, manager: FutureManager, group_id: TaskID | None = None) -> None:
         # The stdlib __init__ is deliberately not called: it allocates a
         # Condition and lists that most futures never use.
+        # FutureManager.track writes these same stores in place for this
+        # class (tests/test_steps.py compares the two): change one, change both.
         self.task_id = task_id
         self.group_id: TaskID | None = group_id
         self._manager = manager
         self._fsm: str = lc.PENDING
         self._message: TaskResult | None = None
-        self._value: Any = _UNSET
+        # The decoded value once read (done), or the exception once built
+        # or handed over by a lost connection (failed); _UNSET until then.
+        self._resolved: Any = _UNSET
         # None, one callable, or a list once a second callback arrives: most
         # futures have at most one, and a list per future is not free.
         self._callbacks: Callable[[Future], object] | list[Callable[[Future], object]] | None = None
@@ -110,8 +127,7 @@ class Future(concurrent.futures.Future[Any]):
         # recorded it, so a step allocates one tuple, not three.
         self._history: tuple[Any, ...] = ()
         self._deadline: float | None = None
-        # The failure once built (read, or handed over by a lost connection).
-        self._error: BaseException | None = None
+        self._waiting: _Waiting | None = None
 
     # -- What the lifecycle says ---------------------------------------------
 
@@ -165,29 +181,24 @@ class Future(concurrent.futures.Future[Any]):
             if state in _TERMINAL:
                 return state == lc.CANCELLED
             # The manager's _dispatch, inlined: this is the cancel hot path.
-            try:
-                step = manager._steps[state][_CANCEL]
-            except KeyError:
-                manager._ignored(self, _CANCEL)
-            else:
-                step(manager, self, force)
-            outbox, finished = manager._outbox, manager._finished
-            if outbox:
-                manager._outbox = []
-            if finished:
-                manager._finished = []
+            # Every state has a step for cancel (an ignoring one where the
+            # declaration has no rule), and a step hands back its effect.
+            effect = manager._cancel_steps[state](manager, self, force)
+            queued = manager._queue
+            if queued:
+                manager._queue = []
         finally:
             lock.release()
-        if finished:
-            manager._release_effects(outbox, finished)
-        elif outbox:
-            # The manager's _send_all, inlined.
-            send = manager._send
-            for message in outbox:
-                try:
-                    send(message)
-                except Exception:
-                    _log.exception("sending %r failed", message)
+        if queued:
+            manager._release_effects(queued, effect)
+        elif type(effect) is TaskCancel:
+            # The manager's _release_effects for one message, inlined.
+            try:
+                manager._send(effect)
+            except Exception:
+                _log.exception("sending %r failed", effect)
+        elif effect is not None:
+            manager._release_effects((), effect)
         if timeout is not None and timeout <= 0 or not manager._may_block():
             return self._fsm == lc.CANCELLED
         self._wait_while(lc.CANCEL_REQUESTED, manager.cancel_timeout if timeout is None else timeout)
@@ -222,7 +233,7 @@ class Future(concurrent.futures.Future[Any]):
             self._wait_until_done(timeout)
             state = self._fsm
         if state == lc.DONE:
-            value = self._value
+            value = self._resolved
             return value if value is not _UNSET else self._decoded_value()
         if state == lc.CANCELLED:
             raise concurrent.futures.CancelledError(self._cancel_reason())
@@ -294,19 +305,18 @@ class Future(concurrent.futures.Future[Any]):
 
     @property
     def _condition(self) -> threading.Condition:  # type: ignore[override]
-        if self._cond is None:
-            with self._manager._lock:
-                if self._cond is None:
-                    self._cond = threading.Condition(self._manager._lock)
-        return self._cond
+        return (self._waiting or self._start_waiting()).condition
 
     @property
     def _waiters(self) -> list[Any]:  # type: ignore[override]
-        if self._waiter_list is None:
-            with self._manager._lock:
-                if self._waiter_list is None:
-                    self._waiter_list = []
-        return self._waiter_list
+        return (self._waiting or self._start_waiting()).waiters
+
+    def _start_waiting(self) -> _Waiting:
+        lock = self._manager._lock
+        with lock:
+            if self._waiting is None:
+                self._waiting = _Waiting(lock)
+            return self._waiting
 
     # -- Waiting ----------------------------------------------------------------
 
@@ -339,7 +349,7 @@ class Future(concurrent.futures.Future[Any]):
     # -- Reading what ended the future -------------------------------------------
 
     def _decoded_value(self) -> Any:
-        value = self._value
+        value = self._resolved
         if value is _UNSET:
             message = self._message
             assert message is not None
@@ -352,19 +362,19 @@ class Future(concurrent.futures.Future[Any]):
             lock = self._manager._lock
             lock.acquire()
             try:
-                if self._value is _UNSET:
-                    self._value = value
-                value = self._value
+                if self._resolved is _UNSET:
+                    self._resolved = value
+                value = self._resolved
             finally:
                 lock.release()
         return value
 
     def _failure(self) -> BaseException:
-        if self._error is not None:
-            return self._error
+        if self._resolved is not _UNSET:
+            error: BaseException = self._resolved
+            return error
         message = self._message
         assert message is not None and message.result_type != TaskResultType.SUCCESS
-        error: BaseException
         if message.result_type == TaskResultType.WORKER_DIED:
             detail = message.payload.decode("utf-8", "replace") or "no detail"
             error = WorkerDied(f"worker died running task {self.task_id.hex()}: {detail}")
@@ -376,9 +386,10 @@ class Future(concurrent.futures.Future[Any]):
             else:
                 error = decoded if isinstance(decoded, BaseException) else TaskFailed(repr(decoded))
         with self._manager._lock:
-            if self._error is None:
-                self._error = error
-            return self._error
+            if self._resolved is _UNSET:
+                self._resolved = error
+            kept: BaseException = self._resolved
+            return kept
 
     def _cancel_reason(self) -> str:
         history = self._history
@@ -408,7 +419,7 @@ class Future(concurrent.futures.Future[Any]):
         # Anything but an explicit False asks for a forced cancel (clear()
         # passes True, a tool may pass None).
         group_id = self.group_id
-        self._manager._outbox.append(new_task_cancel(self.task_id if group_id is None else group_id, force is not False))
+        self._manager._queue.append(new_task_cancel(self.task_id if group_id is None else group_id, force is not False))
 
     def cancel_group(self, force: object) -> None:
         if self.group_id is not None:
@@ -421,7 +432,7 @@ class Future(concurrent.futures.Future[Any]):
         self._deadline = None
 
     def keep_connection_error(self, error: BaseException) -> None:
-        self._error = error
+        self._resolved = error
 
     def note_not_found(self, _: object) -> None:
         if _log.isEnabledFor(logging.INFO):

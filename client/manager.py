@@ -30,19 +30,20 @@ import asyncio
 import collections
 import bisect
 import logging
+import sys
 import threading
 import time
-from threading import get_ident
-from collections.abc import Callable, Iterable
+from types import CodeType, FrameType
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from taskfate.client.errors import ConnectionLost
-from taskfate.client.future import Future
+from taskfate.client.future import _UNSET, Future
 from taskfate.client.serializer import PickleSerializer, Serializer
+from taskfate.client.steps import Effect, Step, ignore_step, steps_for
 from taskfate.fsm import lifecycle as lc
-from taskfate.client.steps import steps_for
 from taskfate.fsm.table import Lifecycle, get_lifecycle
-from taskfate.protocol import Message, Task, TaskCancelConfirm, TaskID, TaskResult
+from taskfate.protocol import Message, Task, TaskCancel, TaskCancelConfirm, TaskID, TaskResult
 
 _log = logging.getLogger("taskfate.client")
 
@@ -53,6 +54,8 @@ DEFAULT_CANCEL_TIMEOUT = 30.0
 DEFAULT_HISTORY_LIMIT = 16
 #: How many results for unknown tasks the manager keeps for inspection.
 DEFAULT_LATE_RESULTS = 1024
+
+_new_object = object.__new__
 
 _RESULT_EVENTS = tuple(lc.MESSAGE_EVENTS[(TaskResult, kind)] for kind in sorted(k for t, k in lc.MESSAGE_EVENTS if t is TaskResult))
 _CONFIRM_EVENTS = tuple(
@@ -97,19 +100,38 @@ class FutureManager:
         self.lifecycle = late_result if isinstance(late_result, Lifecycle) else get_lifecycle(late_result)
         self.serializer: Serializer = serializer if serializer is not None else PickleSerializer()
         self.cancel_timeout = float(cancel_timeout)
-        self.history_limit = history_limit
+        if history_limit < 0:
+            raise ValueError("history_limit must be 0 or more")
+        self._history_limit = history_limit
         self.stats: collections.Counter[str] = collections.Counter()
         self.late_results: collections.deque[TaskResult] = collections.deque(maxlen=late_results_limit)
         self._send = send
         self._clock = clock
         self._future_class = future_class
-        # state -> event -> the rule's generated step (taskfate.client.steps).
-        self._steps = steps_for(future_class, self.lifecycle)
+        # A plain Future is built in place by track() (see there); a
+        # subclass with its own __init__ is called.
+        self._build_in_place = future_class.__init__ is Future.__init__
+        # Every (state, event) has a step: the declared rule's generated one
+        # (taskfate.client.steps), or one that counts the event as ignored.
+        # Indexed by state, and by event for the hot paths, so that a
+        # dispatch is two subscripts and a call.
+        declared = steps_for(future_class, self.lifecycle, history_limit, timer)
+        events = tuple(dict.fromkeys(lc.EVENTS + self.lifecycle.events))
+        self._steps: dict[str, dict[str, Step]] = {
+            state: {event: declared[state].get(event) or ignore_step(event) for event in events}
+            for state in self.lifecycle.states
+        }
+        by_event = {event: {state: self._steps[state][event] for state in self._steps} for event in events}
+        self._result_steps = tuple(by_event[event] for event in _RESULT_EVENTS)
+        self._confirm_steps = tuple(by_event[event] for event in _CONFIRM_EVENTS)
+        self._cancel_steps = by_event[lc.CANCEL]
         self._lock = threading.RLock()
         self._live: dict[TaskID, Future] = {}
         self._groups: dict[TaskID, dict[TaskID, Future]] = {}
-        self._outbox: list[Message] = []
-        self._finished: list[Future] = []
+        # Effects queued under the lock, released after it (messages sent
+        # first, then done callbacks run): the effects a step does not hand
+        # back itself (taskfate.client.steps).
+        self._queue: list[Message | Future] = []
         self._closed = False
         # Confirm deadlines in order: (deadline, future). Every deadline is
         # "now + cancel_timeout" on a clock that does not run backwards, so
@@ -124,16 +146,24 @@ class FutureManager:
         # a cancel wakes it only when its own deadline comes sooner.
         self._timer_due: float | None = None
         # Threads on which cancel() must not wait: transports register their
-        # I/O thread; threads running done callbacks are in _callback_threads
-        # while they do (a set of idents: cheaper than a threading.local).
+        # I/O thread. A thread inside this manager's delivery or its done
+        # callbacks is found on its call stack (_delivering), when a cancel
+        # is about to wait, rather than marked on the way in: marking costs
+        # every delivery a set insertion and removal, the check is needed
+        # only by a cancel that would otherwise block.
         self._service_threads: set[int] = set()
-        self._callback_threads: set[int] = set()
 
     # -- Public surface -----------------------------------------------------------
 
     @property
     def late_result(self) -> str:
         return self.lifecycle.policy
+
+    @property
+    def history_limit(self) -> int:
+        """How many transitions each future remembers (fixed at construction:
+        the generated steps have it written in)."""
+        return self._history_limit
 
     @property
     def closed(self) -> bool:
@@ -159,7 +189,23 @@ class FutureManager:
         messages, it still lets taskfate own the futures.
         """
         # Built before taking the lock: a new future is nobody else's yet.
-        future = self._future_class(task_id, self, group_id)
+        if self._build_in_place:
+            # Future.__init__'s stores, written here: calling the class costs
+            # a frame and the type's call protocol, more than the stores.
+            # tests/test_steps.py checks that both build the same future.
+            future = _new_object(self._future_class)
+            future.task_id = task_id
+            future.group_id = group_id
+            future._manager = self
+            future._fsm = lc.PENDING
+            future._message = None
+            future._resolved = _UNSET
+            future._callbacks = None
+            future._history = ()
+            future._deadline = None
+            future._waiting = None
+        else:
+            future = self._future_class(task_id, self, group_id)
         # acquire/release rather than ``with`` on the hot paths: the same
         # lock for less than half the interpreter overhead.
         lock = self._lock
@@ -195,70 +241,63 @@ class FutureManager:
         """Deliver one incoming message. Never raises for bad or late input."""
         kind = type(message)
         if kind is TaskResult:
-            event = _RESULT_EVENTS[message.result_type]  # type: ignore[union-attr]
+            steps = self._result_steps[message.result_type]  # type: ignore[union-attr]
         elif kind is TaskCancelConfirm:
-            event = _CONFIRM_EVENTS[message.confirm_type]  # type: ignore[union-attr]
+            steps = self._confirm_steps[message.confirm_type]  # type: ignore[union-attr]
         else:
             self.stats["not_for_futures"] += 1
             if _log.isEnabledFor(logging.DEBUG):
                 _log.debug("message not for futures: %r", message)
             return
-        task_id = message.task_id  # type: ignore[union-attr]
         lock = self._lock
         lock.acquire()
         try:
-            future = self._live.get(task_id)
-            if future is not None:
+            try:
+                future = self._live[message.task_id]  # type: ignore[union-attr]
+            except KeyError:
+                self._deliver_elsewhere(message)  # type: ignore[arg-type]
+                effect = None
+            else:
                 # _dispatch, inlined: this is the message hot path.
-                try:
-                    step = self._steps[future._fsm][event]
-                except KeyError:
-                    self._ignored(future, event)
-                else:
-                    step(self, future, message)
-            else:
-                members = self._groups.get(task_id)
-                if members:
-                    for member in list(members.values()):
-                        self._dispatch(member, event, message)
-                else:
-                    self._unknown(task_id, message)
-            # A result for a future without callbacks has no effects: skip
-            # the hand-over entirely.
-            outbox = self._outbox
-            finished = self._finished
-            if not outbox:
-                if not finished:
-                    return
-                self._finished = []
-            else:
-                self._outbox = []
-                if finished:
-                    self._finished = []
+                effect = steps[future._fsm](self, future, message)
+            queued = self._queue
+            if queued:
+                self._queue = []
         finally:
             lock.release()
-        if outbox:
-            self._send_all(outbox)
-        if finished:
-            if len(finished) == 1:
-                # One future ended (the common case): _run_finished, inlined.
-                future = finished[0]
-                callbacks = future._callbacks
-                if callbacks is not None and type(callbacks) is not list:
-                    future._callbacks = None
-                    ident = get_ident()
-                    running = self._callback_threads
-                    nested = ident in running
-                    running.add(ident)
-                    try:
-                        callbacks(future)  # type: ignore[operator]
-                    except Exception:
-                        _log.exception("done callback %r of %r raised", callbacks, future)
-                    finally:
-                        if not nested:
-                            running.discard(ident)
-                    return
-            self._run_finished(finished)
+        if queued:
+            self._release_effects(queued, effect)
+        elif effect is not None:
+            if type(effect) is TaskCancel:
+                self._release_effects((), effect)
+                return
+            # One future ended (the common case): _run_finished, inlined
+            # (this frame is one of _CALLBACK_RUNNERS).
+            callbacks = effect._callbacks  # type: ignore[union-attr]
+            if type(callbacks) is list:
+                self._run_finished((effect,))  # type: ignore[arg-type]
+                return
+            effect._callbacks = None  # type: ignore[union-attr]
+            try:
+                callbacks(effect)  # type: ignore[arg-type,operator,misc]
+            except Exception:
+                _log.exception("done callback %r of %r raised", callbacks, effect)
+
+    def _deliver_elsewhere(self, message: TaskResult | TaskCancelConfirm) -> None:
+        """A message whose task id has no live future: for a group's members,
+        or for nobody (counted, and a result kept in ``late_results``).
+        Caller holds the lock; effects are queued."""
+        task_id = message.task_id
+        members = self._groups.get(task_id)
+        if not members:
+            self._unknown(task_id, message)
+            return
+        if type(message) is TaskResult:
+            event = _RESULT_EVENTS[message.result_type]
+        else:
+            event = _CONFIRM_EVENTS[message.confirm_type]  # type: ignore[union-attr]
+        for member in list(members.values()):
+            self._dispatch(member, event, message)
 
     def dispatch(self, future: Future, event: str, argument: Any = None) -> None:
         """Fire lifecycle ``event`` on ``future`` directly.
@@ -268,8 +307,8 @@ class FutureManager:
         """
         with self._lock:
             self._dispatch(future, event, argument)
-            outbox, finished = self._take_effects()
-        self._release_effects(outbox, finished)
+            queued = self._take_effects()
+        self._release_effects(queued)
 
     def clear(self) -> list[Future]:
         """Ask the scheduler to cancel every live future (forcefully).
@@ -311,8 +350,8 @@ class FutureManager:
                 if future._deadline == deadline and future._fsm == lc.CANCEL_REQUESTED:
                     self._dispatch(future, lc.CONFIRM_TIMEOUT, None)
                     fired += 1
-            outbox, finished = self._take_effects()
-        self._release_effects(outbox, finished)
+            queued = self._take_effects()
+        self._release_effects(queued)
         return fired
 
     def next_deadline(self) -> float | None:
@@ -333,14 +372,16 @@ class FutureManager:
         The whole interpreter of the compiled declaration: look the rule's
         generated step up and run it (its callbacks in declared order, the
         state change and its history step, and for a terminal state the end
-        of routing and the wake-ups); an event the state has no rule for is
-        counted as ignored.
+        of routing and the wake-ups), and queue the effect it hands back; an
+        event the state has no rule for is counted as ignored.
         """
         step = self._steps[future._fsm].get(event)
         if step is None:
             self._ignored(future, event)
-        else:
-            step(self, future, argument)
+            return
+        effect = step(self, future, argument)
+        if effect is not None:
+            self._queue.append(effect)
 
     def _ignored(self, future: Future, event: str) -> None:
         self.stats["ignored"] += 1
@@ -362,23 +403,30 @@ class FutureManager:
                 del self._groups[group_id]  # type: ignore[arg-type]
 
     @staticmethod
-    def _notify_waiters(future: Future, dest: str) -> None:
-        for waiter in future._waiters:
+    def _wake(future: Future, dest: str) -> None:
+        """Tell whoever waits on ``future`` that it ended in ``dest``: the
+        stdlib's waiters (``wait``, ``as_completed``) and every thread blocked
+        in ``result()`` or ``cancel()``. Caller holds the lock; the generated
+        steps call this only once somebody has waited."""
+        waiting = future._waiting
+        assert waiting is not None
+        for waiter in waiting.waiters:
             if dest == lc.CANCELLED:
                 waiter.add_cancelled(future)
             elif dest == lc.FAILED:
                 waiter.add_exception(future)
             else:
                 waiter.add_result(future)
+        waiting.condition.notify_all()
 
     def _broadcast(self, event: str, argument: Any) -> list[Future]:
         with self._lock:
             targets = list(self._live.values())
             for future in targets:
                 self._dispatch(future, event, argument)
-            outbox, finished = self._take_effects()
+            queued = self._take_effects()
             remaining = [future for future in targets if future._fsm == lc.CANCEL_REQUESTED]
-        self._release_effects(outbox, finished)
+        self._release_effects(queued)
         return remaining
 
     def _cancel_siblings(self, future: Future) -> None:
@@ -403,30 +451,48 @@ class FutureManager:
         caller took one) and make sure something will service it.
 
         taskfate.client.steps writes this body in place of the call in the
-        generated steps (``_INLINE_AFTER_CHANGE``): keep the two alike.
+        generated steps (its ``_ARM``): keep the two alike.
         """
         deadline = (self._clock() if now is None else now) + self.cancel_timeout
         future._deadline = deadline
         queue = self._deadlines
         # Drop stale entries at the front, so the queue holds about the
         # cancels in flight rather than every cancel of the last timeout.
-        while queue and queue[0][1]._deadline != queue[0][0]:
+        while queue:
+            head = queue[0]
+            if head[1]._deadline == head[0]:
+                break
             queue.popleft()
-        if not queue or queue[-1][0] <= deadline:
-            queue.append((deadline, future))
-        else:
+        if queue and queue[-1][0] > deadline:
             self._insert_deadline(deadline, future)
-        if self._use_timer and not self._closed:
-            if self._timer_thread is None:
-                self._start_timer()
-            elif self._timer_due is not None and deadline < self._timer_due:
-                self._timer_wakeup.notify()
+        else:
+            queue.append((deadline, future))
+            # Deadlines arrive in order, so the timer, asleep until the
+            # earliest, needs a word only when this is the first one.
+            if (
+                self._use_timer
+                and len(queue) == 1
+                and (self._timer_thread is None or self._timer_due is not None and deadline < self._timer_due)
+            ):
+                self._wake_timer(deadline)
 
     def _insert_deadline(self, deadline: float, future: Future) -> None:
-        # A clock that stepped back (a test's fake clock): keep order.
+        # A clock that stepped back, or a shorter cancel_timeout: keep order.
         queue = self._deadlines
         index = bisect.bisect_right(queue, deadline, key=lambda entry: entry[0])
         queue.insert(index, (deadline, future))
+        if self._use_timer:
+            self._wake_timer(deadline)
+
+    def _wake_timer(self, deadline: float) -> None:
+        """Make sure the timer thread will be awake by ``deadline``: start it,
+        or wake it if it sleeps past that. Caller holds the lock."""
+        if self._closed:
+            return
+        if self._timer_thread is None:
+            self._start_timer()
+        elif self._timer_due is not None and deadline < self._timer_due:
+            self._timer_wakeup.notify()
 
     def _start_timer(self) -> None:
         self._timer_thread = threading.Thread(target=self._run_timer, name="taskfate-timer", daemon=True)
@@ -456,21 +522,27 @@ class FutureManager:
 
     # -- Effects, released outside the lock --------------------------------------
 
-    def _take_effects(self) -> tuple[list[Message], list[Future]]:
-        outbox, finished = self._outbox, self._finished
-        if outbox:
-            self._outbox = []
-        if finished:
-            self._finished = []
-        return outbox, finished
+    def _take_effects(self) -> list[Message | Future]:
+        """The queued effects, handed over and the queue emptied. Caller
+        holds the lock."""
+        queued = self._queue
+        if queued:
+            self._queue = []
+        return queued
 
-    def _release_effects(self, outbox: list[Message], finished: list[Future]) -> None:
-        if outbox:
-            self._send_all(outbox)
-        if finished:
-            self._run_finished(finished)
+    def _release_effects(self, queued: Sequence[Message | Future], last: Effect = None) -> None:
+        """Send the queued messages, then ``last`` if it is a message, then
+        run the queued futures' done callbacks, then ``last``'s if it is a
+        future: the order the steps produced them in, messages first.
+        Called without the lock."""
+        effects = [*queued, last] if last is not None else queued
+        messages = [effect for effect in effects if not isinstance(effect, Future)]
+        if messages:
+            self._send_all(messages)
+        if len(messages) < len(effects):
+            self._run_finished([effect for effect in effects if isinstance(effect, Future)])
 
-    def _send_all(self, outbox: list[Message]) -> None:
+    def _send_all(self, outbox: Iterable[Message]) -> None:
         send = self._send
         for message in outbox:
             try:
@@ -480,57 +552,53 @@ class FutureManager:
                 # future if this request never reaches the scheduler.
                 _log.exception("sending %r failed", message)
 
-    def _run_finished(self, finished: list[Future]) -> None:
+    def _run_finished(self, finished: Iterable[Future]) -> None:
         """Run the done callbacks of futures that just ended, each once."""
-        ident = threading.get_ident()
-        running = self._callback_threads
-        nested = ident in running
-        running.add(ident)
-        try:
-            for future in finished:
-                callbacks = future._callbacks
-                future._callbacks = None
-                if callbacks is None:
-                    continue
-                if type(callbacks) is not list:
-                    try:
-                        callbacks(future)  # type: ignore[operator]
-                    except Exception:
-                        _log.exception("done callback %r of %r raised", callbacks, future)
-                    continue
-                for callback in callbacks:
-                    try:
-                        callback(future)
-                    except Exception:
-                        _log.exception("done callback %r of %r raised", callback, future)
-        finally:
-            if not nested:
-                running.discard(ident)
+        for future in finished:
+            callbacks = future._callbacks
+            future._callbacks = None
+            if callbacks is not None:
+                self._run_callbacks(future, callbacks if isinstance(callbacks, list) else (callbacks,))
 
     def _run_callbacks(self, future: Future, callbacks: Iterable[Callable[[Future], object]]) -> None:
-        """Run ``callbacks`` for ``future`` now, marking this thread as one on
-        which ``cancel()`` must not wait (a callback may cancel another future)."""
-        ident = threading.get_ident()
-        running = self._callback_threads
-        nested = ident in running
-        running.add(ident)
-        try:
-            for callback in callbacks:
-                try:
-                    callback(future)
-                except Exception:
-                    _log.exception("done callback %r of %r raised", callback, future)
-        finally:
-            if not nested:
-                running.discard(ident)
+        """Run ``callbacks`` for ``future`` now (one of _CALLBACK_RUNNERS)."""
+        for callback in callbacks:
+            try:
+                callback(future)
+            except Exception:
+                _log.exception("done callback %r of %r raised", callback, future)
+
+    def _delivering(self) -> bool:
+        """Whether the calling thread is inside this manager's ``on_message``
+        or running its done callbacks: there ``cancel()`` must not wait, since
+        the answer it would wait for may need this very thread.
+
+        Found by walking the call stack for the frames of the methods that
+        deliver and run callbacks (``_CALLBACK_RUNNERS``) with this manager
+        as ``self``: a cost paid only by a cancel about to wait, instead of
+        a mark set and cleared around every callback.
+        """
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code in _CALLBACK_RUNNERS and frame.f_locals.get("self") is self:
+                return True
+            frame = frame.f_back
+        return False
 
     def _may_block(self) -> bool:
         """Whether the calling thread may wait for the scheduler's answer."""
-        ident = threading.get_ident()
-        if ident in self._service_threads or ident in self._callback_threads:
+        if threading.get_ident() in self._service_threads or self._delivering():
             return False
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             return True
         return False
+
+
+#: The code of the methods in which a thread delivers messages or runs done
+#: callbacks (see ``FutureManager._delivering``).
+_CALLBACK_RUNNERS: frozenset[CodeType] = frozenset(
+    method.__code__
+    for method in (FutureManager.on_message, FutureManager._run_finished, FutureManager._run_callbacks)
+)

@@ -4,10 +4,11 @@
 ``transitions.Machine`` into ``state -> event -> Rule``. Executing that table
 with a generic loop (look the rule up, unpack it, loop over its callbacks,
 record the step, check whether the state is terminal) costs more interpreter
-work than the rule itself does. So, once per (future class, lifecycle), each
-rule is written out as the source of one small Python function that does
-exactly that rule's work in the rule's order, and compiled with ``compile``.
-The manager's dispatch is then a dict lookup and one call.
+work than the rule itself does. So, once per (future class, lifecycle,
+history limit, timer), each rule is written out as the source of one small
+Python function that does exactly that rule's work in the rule's order, and
+compiled with ``compile``. The manager's dispatch is then a dict lookup and
+one call.
 
 What is generated, and why it cannot drift from the declaration:
 
@@ -24,13 +25,31 @@ What is generated, and why it cannot drift from the declaration:
   ``transitions`` itself.
 * The confirm deadline's arming reads the clock once per step: the history's
   time and the deadline are counted from the same instant.
+* What a manager fixes at construction and never changes (how many steps a
+  history keeps, whether a timer thread services deadlines) is written into
+  the text as a constant rather than read on every step.
+
+What a step returns
+-------------------
+
+A step runs under the manager's lock, so what it causes outside (a message
+to send, done callbacks to run) must wait for the lock's release. Most steps
+cause at most one such effect, and handing it back as the return value is
+cheaper than queueing it: a step returns ``None``, the ``TaskCancel`` it
+built, or its own future when that future has just ended with done
+callbacks due. Any further effect (from an overriding callback, or from a
+group's siblings moved along) is appended to the manager's ``_queue``: the
+generator queues a message it is holding itself before anything that could
+queue another, so the returned effect is always the last of its kind. Once
+the lock is released, messages are sent (in order), then done callbacks run
+(in order).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from types import MemberDescriptorType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 from taskfate.client.future import Future
 from taskfate.fsm import lifecycle as lc
@@ -40,75 +59,86 @@ from taskfate.protocol import TaskCancel
 if TYPE_CHECKING:
     from taskfate.client.manager import FutureManager
 
+#: What a step hands back to be released once the lock is free: a message to
+#: send, or the future whose done callbacks are due (see the module's doc).
+Effect = Union[TaskCancel, Future, None]
+
 #: One rule, executed: ``step(manager, future, argument)``, the manager's
 #: lock held by the caller.
-Step = Callable[["FutureManager", Future, Any], None]
+Step = Callable[["FutureManager", Future, Any], Effect]
+
+#: The history limit a step is generated for when none is given.
+DEFAULT_HISTORY_LIMIT = 16
 
 # Base Future callbacks written in place when the class does not override
 # them: each is exactly its method's body, with ``self`` as ``future`` and the
-# event's argument as ``argument``.
+# event's argument as ``argument``. SEND_CANCEL and CANCEL_GROUP are written
+# by the generator itself (they decide where the message goes).
 _INLINE: dict[str, str] = {
     lc.KEEP_RESULT: "future._message = argument",
     lc.DISARM_CONFIRM_TIMEOUT: "future._deadline = None",
-    # client.future.new_task_cancel's work, without the call (see _NAMES).
-    lc.SEND_CANCEL: (
-        "group_id = future.group_id\n"
-        "message = object_new(TaskCancel)\n"
-        "set_cancel_task_id(message, future.task_id if group_id is None else group_id)\n"
-        "set_cancel_force(message, argument is not False)\n"
-        "manager._outbox.append(message)"
-    ),
-    lc.CANCEL_GROUP: "if future.group_id is not None:\n    manager._cancel_siblings(future)",
-    lc.KEEP_CONNECTION_ERROR: "future._error = argument",
+    lc.KEEP_CONNECTION_ERROR: "future._resolved = argument",
 }
+
 # Written in place only in a real state change's ``after`` callbacks, where
 # the step has read the clock into ``now``: the base arm_confirm_timeout
-# calls FutureManager._arm_confirm_timeout, whose body this is.
-_INLINE_AFTER_CHANGE: dict[str, str] = {
-    lc.ARM_CONFIRM_TIMEOUT: """\
+# calls FutureManager._arm_confirm_timeout, whose body this is (with the
+# manager's ``_use_timer`` fixed as TIMER).
+_ARM = """\
 deadline = now + manager.cancel_timeout
 future._deadline = deadline
 queue = manager._deadlines
-while queue and queue[0][1]._deadline != queue[0][0]:
+while queue:
+    head = queue[0]
+    if head[1]._deadline == head[0]:
+        break
     queue.popleft()
-if not queue or queue[-1][0] <= deadline:
-    queue.append((deadline, future))
-else:
+if queue and queue[-1][0] > deadline:
     manager._insert_deadline(deadline, future)
-if manager._use_timer and not manager._closed:
-    if manager._timer_thread is None:
-        manager._start_timer()
-    elif manager._timer_due is not None and deadline < manager._timer_due:
-        manager._timer_wakeup.notify()""",
-}
+else:
+    queue.append((deadline, future))"""
+_ARM_TIMER = """
+    if len(queue) == 1 and (manager._timer_thread is None or manager._timer_due is not None and deadline < manager._timer_due):
+        manager._wake_timer(deadline)"""
 
+# client.future.new_task_cancel's work, without the call (see _NAMES).
+_BUILD_CANCEL = """\
+group_id = future.group_id
+message = object_new(TaskCancel)
+set_cancel_task_id(message, future.task_id if group_id is None else group_id)
+set_cancel_force(message, argument is not False)"""
 
 _NAMES: dict[str, Any] = {"TaskCancel": TaskCancel, "object_new": object.__new__}
 _cancel_setters = [getattr(TaskCancel, field, None) for field in ("task_id", "force")]
-if all(isinstance(setter, MemberDescriptorType) for setter in _cancel_setters):
+_CAN_BUILD_CANCEL = all(isinstance(setter, MemberDescriptorType) for setter in _cancel_setters)
+if _CAN_BUILD_CANCEL:
     _NAMES["set_cancel_task_id"] = _cancel_setters[0].__set__  # type: ignore[union-attr]
     _NAMES["set_cancel_force"] = _cancel_setters[1].__set__  # type: ignore[union-attr]
-else:
-    # TaskCancel is no longer slotted: the method (its constructor) is
-    # called instead, correct if slower.
-    del _INLINE[lc.SEND_CANCEL]
+# Otherwise TaskCancel is no longer slotted: the method (its constructor) is
+# called instead, correct if slower.
 
-_cache: dict[tuple[type[Future], int], tuple[Lifecycle, dict[str, dict[str, Step]]]] = {}
+_cache: dict[tuple[type[Future], int, int, bool], tuple[Lifecycle, dict[str, dict[str, Step]]]] = {}
+_ignore_cache: dict[str, Step] = {}
 
 
-def steps_for(future_class: type[Future], lifecycle: Lifecycle) -> dict[str, dict[str, Step]]:
+def steps_for(
+    future_class: type[Future], lifecycle: Lifecycle, history_limit: int = DEFAULT_HISTORY_LIMIT, timer: bool = True
+) -> dict[str, dict[str, Step]]:
     """``state -> event -> step`` for ``future_class`` running ``lifecycle``,
-    generated on first use and cached.
+    generated on first use and cached; only the declared rules.
 
     Keyed by the lifecycle's identity (the cache holds a reference, so an id
     is never reused while its entry lives): a hand-built lifecycle, such as a
     test's deliberately broken declaration, never shares steps with a stock one.
     """
-    key = (future_class, id(lifecycle))
+    key = (future_class, id(lifecycle), history_limit, timer)
     cached = _cache.get(key)
     if cached is None:
         steps = {
-            state: {event: _compile_rule(future_class, lifecycle, state, event, rule) for event, rule in rules.items()}
+            state: {
+                event: _compile_rule(future_class, lifecycle, state, event, rule, history_limit, timer)
+                for event, rule in rules.items()
+            }
             for state, rules in lifecycle.table.items()
         }
         _cache[key] = (lifecycle, steps)
@@ -116,35 +146,97 @@ def steps_for(future_class: type[Future], lifecycle: Lifecycle) -> dict[str, dic
     return cached[1]
 
 
-def step_source(future_class: type[Future], lifecycle: Lifecycle, state: str, event: str) -> str:
+def ignore_step(event: str) -> Step:
+    """The step for ``event`` in a state with no rule for it: counted as
+    ignored, nothing else. Filling the manager's tables with these spares
+    every dispatch a test for a missing rule."""
+    step = _ignore_cache.get(event)
+    if step is None:
+        namespace: dict[str, Any] = {}
+        source = f"def step(manager, future, argument):\n    manager._ignored(future, {event!r})\n"
+        exec(compile(source, f"<taskfate step ignore:{event}>", "exec"), namespace)
+        step = _ignore_cache[event] = namespace["step"]
+    return step
+
+
+def step_source(
+    future_class: type[Future],
+    lifecycle: Lifecycle,
+    state: str,
+    event: str,
+    history_limit: int = DEFAULT_HISTORY_LIMIT,
+    timer: bool = True,
+) -> str:
     """The generated source of one rule's step (for tests and for reading)."""
     rule = lifecycle.table[state][event]
-    return _generate(future_class, lifecycle, state, event, rule, {})
+    return _generate(future_class, lifecycle, state, event, rule, {}, history_limit, timer)
 
 
-def _compile_rule(future_class: type[Future], lifecycle: Lifecycle, state: str, event: str, rule: Rule) -> Step:
+def _compile_rule(
+    future_class: type[Future], lifecycle: Lifecycle, state: str, event: str, rule: Rule, history_limit: int, timer: bool
+) -> Step:
     namespace: dict[str, Any] = {}
-    source = _generate(future_class, lifecycle, state, event, rule, namespace)
+    source = _generate(future_class, lifecycle, state, event, rule, namespace, history_limit, timer)
     code = compile(source, f"<taskfate step {lifecycle.policy}:{state}:{event}>", "exec")
     exec(code, namespace)
     step: Step = namespace["step"]
     return step
 
 
-def _generate(future_class: type[Future], lifecycle: Lifecycle, state: str, event: str, rule: Rule, namespace: dict[str, Any]) -> str:
+def _generate(
+    future_class: type[Future],
+    lifecycle: Lifecycle,
+    state: str,
+    event: str,
+    rule: Rule,
+    namespace: dict[str, Any],
+    history_limit: int,
+    timer: bool,
+) -> str:
     """The source of ``rule``'s step; fills ``namespace`` with what it refers to."""
     namespace.update(_NAMES)
     changes = rule.dest is not None
+    terminal = changes and rule.dest in lifecycle.terminal
     lines: list[str] = []
+    # Whether the local ``message`` holds a TaskCancel not yet queued:
+    # False, True, or "maybe" (queued on some runs, then set to None).
+    holding: bool | str = False
+
+    def queue_held() -> None:
+        # Put a held message in the outbox, so that whatever comes next
+        # (which may queue messages of its own) is sent after it.
+        nonlocal holding
+        if holding is True:
+            lines.append("manager._queue.append(message)")
+        elif holding == "maybe":
+            lines.append("if message is not None:")
+            lines.append("    manager._queue.append(message)")
+        holding = False
 
     def call(name: str, clock_read: bool) -> None:
+        nonlocal holding
         method = getattr(future_class, name)
-        base = getattr(Future, name, None)
-        if method is base and name in _INLINE:
+        inline = method is getattr(Future, name, None)
+        if inline and name in _INLINE:
             lines.extend(_INLINE[name].splitlines())
-        elif method is base and clock_read and name in _INLINE_AFTER_CHANGE:
-            lines.extend(_INLINE_AFTER_CHANGE[name].splitlines())
+        elif inline and clock_read and name == lc.ARM_CONFIRM_TIMEOUT:
+            lines.extend((_ARM + (_ARM_TIMER if timer else "")).splitlines())
+        elif inline and name == lc.SEND_CANCEL and _CAN_BUILD_CANCEL:
+            queue_held()
+            lines.extend(_BUILD_CANCEL.splitlines())
+            holding = True
+        elif inline and name == lc.CANCEL_GROUP:
+            # Siblings' steps may queue effects: a held message goes first.
+            lines.append("if future.group_id is not None:")
+            if holding:
+                lines.append("    manager._queue.append(message)" if holding is True else "    if message is not None:")
+                if holding == "maybe":
+                    lines.append("        manager._queue.append(message)")
+                lines.append("    message = None")
+                holding = "maybe"
+            lines.append("    manager._cancel_siblings(future)")
         else:
+            queue_held()
             # Bound under a generated name: callback names are identifiers,
             # but nothing in the namespace should depend on that.
             alias = f"callback_{len(namespace)}"
@@ -156,42 +248,43 @@ def _generate(future_class: type[Future], lifecycle: Lifecycle, state: str, even
     if changes:
         lines.append(f"future._fsm = {rule.dest!r}")
         lines.append("now = manager._clock()")
-        # Flat pairs (step, time), the step a constant: see Future._history.
-        entry = f"({event!r}, {state!r}, {rule.dest!r}), now"
-        lines.append("history = future._history")
-        lines.append("if history:")
-        lines.append(f"    history = history + ({entry})")
-        lines.append("    limit = 2 * manager.history_limit")
-        lines.append("    if len(history) > limit:")
-        lines.append("        history = history[len(history) - limit :]")
-        # A first step (most are) needs neither the concatenation nor the
-        # trim, unless the manager keeps no history at all.
-        lines.append("elif manager.history_limit > 0:")
-        lines.append(f"    history = ({entry})")
-        lines.append("future._history = history")
+        if history_limit > 0:
+            # Flat pairs (step, time), the step a constant: see Future._history.
+            entry = f"({event!r}, {state!r}, {rule.dest!r}), now"
+            lines.append("history = future._history")
+            lines.append("if history:")
+            lines.append(f"    history += ({entry})")
+            lines.append(f"    if len(history) > {2 * history_limit}:")
+            lines.append(f"        history = history[{-2 * history_limit}:]")
+            lines.append("    future._history = history")
+            lines.append("else:")
+            lines.append(f"    future._history = ({entry})")
     for name in rule.after:
         call(name, changes)
-    if changes and rule.dest in lifecycle.terminal:
+    if terminal:
+        queue_held()
         lines.extend(
             [
-                "task_id = future.task_id",
-                "live = manager._live",
                 # One lookup on the common path; put back a different future
                 # that a tool dispatched around.
-                "other = live.pop(task_id, None)",
+                "other = manager._live.pop(future.task_id, None)",
                 "if other is not future and other is not None:",
-                "    live[task_id] = other",
+                "    manager._live[future.task_id] = other",
                 "if future.group_id is not None:",
                 "    manager._leave_group(future)",
-                "if future._waiter_list:",
-                f"    manager._notify_waiters(future, {rule.dest!r})",
+                "if future._waiting is not None:",
+                f"    manager._wake(future, {rule.dest!r})",
                 "if future._callbacks is not None:",
-                "    manager._finished.append(future)",
+                "    return future",
             ]
         )
-    if changes:
-        lines.append("if future._cond is not None:")
-        lines.append("    future._cond.notify_all()")
+    elif changes:
+        # Somebody may wait for this future to leave its state (a cancel
+        # waiting for the answer).
+        lines.append("if future._waiting is not None:")
+        lines.append("    future._waiting.condition.notify_all()")
+    if holding:
+        lines.append("return message")
     if not lines:
         lines.append("pass")
     body = "\n".join("    " + line for line in lines)

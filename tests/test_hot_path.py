@@ -17,7 +17,7 @@ import threading
 import pytest
 
 from helpers import Harness
-from taskfate.client import FutureManager
+from taskfate.client import Future, FutureManager
 from taskfate.protocol import CancelConfirmType, TaskCancelConfirm, TaskID, TaskResult, TaskResultType
 
 
@@ -56,7 +56,7 @@ def lifecycles(h: Harness):
 def test_no_condition_waiter_list_or_instance_dict_on_the_common_paths(policy):
     h = Harness(policy)
     for future in lifecycles(h):
-        assert future._cond is None and future._waiter_list is None
+        assert future._waiting is None
         # Everything the common paths set lives in a slot.
         assert vars(future) == {}, vars(future)
 
@@ -65,17 +65,17 @@ def test_no_condition_waiter_list_or_instance_dict_on_the_common_paths(policy):
 def test_a_waiter_gets_a_condition_on_the_managers_lock():
     h = Harness()
     future = h.submit()
-    assert future._cond is None
+    assert future._waiting is None
     timer = threading.Timer(0.05, h.result, (future, "v"))
     timer.start()
     assert future.result(timeout=10) == "v"
     timer.join()
-    assert future._cond is not None
+    assert future._waiting is not None and future._condition._lock is h.manager._lock  # type: ignore[attr-defined]
     waited = h.submit()
     other = h.submit()
     threading.Timer(0.05, h.result, (other, "w")).start()
     finished, _ = concurrent.futures.wait([waited, other], timeout=10, return_when=concurrent.futures.FIRST_COMPLETED)
-    assert finished == {other} and waited._waiter_list == []  # the waiter removed itself
+    assert finished == {other} and waited._waiters == []  # the waiter removed itself
 
 
 def test_no_log_message_is_formatted_when_the_level_is_off(monkeypatch, request):
@@ -109,3 +109,30 @@ def test_no_log_message_is_formatted_when_the_level_is_off(monkeypatch, request)
     logger.setLevel(logging.DEBUG)
     lifecycles(Harness())
     assert calls
+
+
+@pytest.mark.parametrize("group", [False, True])
+def test_track_builds_in_place_exactly_what_future_init_builds(group):
+    """track() writes Future.__init__'s stores itself for the stock class;
+    the two must produce the same future, slot for slot."""
+    manager = FutureManager(lambda message: None, timer=False)
+    task_id, group_id = TaskID.new(), (TaskID.new() if group else None)
+    built = manager.track(task_id, group_id)
+    initialised = Future(task_id, manager, group_id)
+    slots = Future.__slots__
+    assert type(built) is Future and manager._build_in_place
+    assert {name: getattr(built, name) for name in slots} == {name: getattr(initialised, name) for name in slots}
+    assert vars(built) == vars(initialised) == {}
+
+
+def test_a_subclass_with_its_own_init_is_called():
+    class Counted(Future):
+        __slots__ = ("made",)
+
+        def __init__(self, task_id, manager, group_id=None):
+            super().__init__(task_id, manager, group_id)
+            self.made = True
+
+    manager = FutureManager(lambda message: None, timer=False, future_class=Counted)
+    future = manager.track(TaskID.new())
+    assert type(future) is Counted and future.made and not manager._build_in_place

@@ -94,7 +94,7 @@ class Side:
             "stats": dict(manager.stats),
             "late": list(manager.late_results),
             "discarded": [f.discarded_results for f in self.futures],
-            "kept": [(f._message, f._error) for f in self.futures],
+            "kept": [(f._message, f._resolved) for f in self.futures],
             "live": len(manager),
             "next_deadline": manager.next_deadline(),
         }
