@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from taskfate.client.errors import ResultDecodeError, TaskFailed, WorkerDied
 from taskfate.fsm import lifecycle as lc
 from taskfate.protocol import TaskCancel, TaskID, TaskResult, TaskResultType
-from taskfate.protocol.codec import _slot_builder
+from taskfate.protocol.codec import _new_cancel
 
 if TYPE_CHECKING:
     from taskfate.client.manager import FutureManager
@@ -60,12 +60,6 @@ _STDLIB_STATE = {
 }
 _TERMINAL = frozenset(lc.TERMINAL)
 _CANCEL = lc.CANCEL
-
-#: ``TaskCancel(task_id, force)`` without the frozen dataclass ``__init__``
-#: (one ``object.__setattr__`` per field): a cancel builds one on the hot
-#: path, always from a ``TaskID`` and a ``bool``, so there is nothing to check.
-new_task_cancel: Callable[[TaskID, bool], TaskCancel] = _slot_builder(TaskCancel, ("task_id", "force"))
-
 
 class Step(NamedTuple):
     """One entry of a future's history: ``event`` moved it ``source`` -> ``dest``
@@ -419,7 +413,7 @@ class Future(concurrent.futures.Future[Any]):
         # Anything but an explicit False asks for a forced cancel (clear()
         # passes True, a tool may pass None).
         group_id = self.group_id
-        self._manager._queue.append(new_task_cancel(self.task_id if group_id is None else group_id, force is not False))
+        self._manager._queue.append(_new_cancel(self.task_id if group_id is None else group_id, force is not False))
 
     def cancel_group(self, force: object) -> None:
         if self.group_id is not None:

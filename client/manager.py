@@ -467,13 +467,13 @@ class FutureManager:
             self._insert_deadline(deadline, future)
         else:
             queue.append((deadline, future))
-            # Deadlines arrive in order, so the timer, asleep until the
-            # earliest, needs a word only when this is the first one.
-            if (
-                self._use_timer
-                and len(queue) == 1
-                and (self._timer_thread is None or self._timer_due is not None and deadline < self._timer_due)
-            ):
+            # The timer sleeps until the deadline that was first when it
+            # went to sleep (_timer_due), and every deadline queued since is
+            # at least that late unless it was inserted out of order, which
+            # wakes it. So a word is needed only when it is not asleep (not
+            # started, or gone), or when a shorter cancel_timeout made this
+            # deadline the sooner one.
+            if self._use_timer and (self._timer_due is None or deadline < self._timer_due):
                 self._wake_timer(deadline)
 
     def _insert_deadline(self, deadline: float, future: Future) -> None:

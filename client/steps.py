@@ -48,13 +48,13 @@ the lock is released, messages are sent (in order), then done callbacks run
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import MemberDescriptorType
 from typing import TYPE_CHECKING, Any, Union
 
 from taskfate.client.future import Future
 from taskfate.fsm import lifecycle as lc
 from taskfate.fsm.table import Lifecycle, Rule
 from taskfate.protocol import TaskCancel
+from taskfate.protocol.codec import DRAFTS_FIT, _CancelDraft
 
 if TYPE_CHECKING:
     from taskfate.client.manager import FutureManager
@@ -98,24 +98,23 @@ if queue and queue[-1][0] > deadline:
 else:
     queue.append((deadline, future))"""
 _ARM_TIMER = """
-    if len(queue) == 1 and (manager._timer_thread is None or manager._timer_due is not None and deadline < manager._timer_due):
+    if manager._timer_due is None or deadline < manager._timer_due:
         manager._wake_timer(deadline)"""
 
-# client.future.new_task_cancel's work, without the call (see _NAMES).
+# taskfate.protocol.codec._new_cancel's body, without the call: the draft
+# twin filled with plain stores, then given the real class. ``if
+# group_id is None`` rather than ``or``: a falsy id is still an id.
 _BUILD_CANCEL = """\
 group_id = future.group_id
-message = object_new(TaskCancel)
-set_cancel_task_id(message, future.task_id if group_id is None else group_id)
-set_cancel_force(message, argument is not False)"""
+message = CancelDraft()
+message.task_id = future.task_id if group_id is None else group_id
+message.force = argument is not False
+message.__class__ = TaskCancel"""
 
-_NAMES: dict[str, Any] = {"TaskCancel": TaskCancel, "object_new": object.__new__}
-_cancel_setters = [getattr(TaskCancel, field, None) for field in ("task_id", "force")]
-_CAN_BUILD_CANCEL = all(isinstance(setter, MemberDescriptorType) for setter in _cancel_setters)
-if _CAN_BUILD_CANCEL:
-    _NAMES["set_cancel_task_id"] = _cancel_setters[0].__set__  # type: ignore[union-attr]
-    _NAMES["set_cancel_force"] = _cancel_setters[1].__set__  # type: ignore[union-attr]
-# Otherwise TaskCancel is no longer slotted: the method (its constructor) is
-# called instead, correct if slower.
+_NAMES: dict[str, Any] = {"TaskCancel": TaskCancel, "CancelDraft": _CancelDraft}
+# Should TaskCancel ever stop fitting its draft (the codec checks at
+# import), the method is called instead: correct if slower.
+_CAN_BUILD_CANCEL = DRAFTS_FIT
 
 _cache: dict[tuple[type[Future], int, int, bool], tuple[Lifecycle, dict[str, dict[str, Step]]]] = {}
 _ignore_cache: dict[str, Step] = {}

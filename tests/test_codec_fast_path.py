@@ -10,6 +10,7 @@ the same frames in a ``Sequence`` that is not a list is the reference.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from collections.abc import Sequence
 
 import pytest
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from taskfate.protocol import (
     CancelConfirmType,
     ProtocolError,
+    TaskCancel,
     TaskCancelConfirm,
     TaskID,
     TaskResult,
@@ -110,3 +112,43 @@ def test_every_code_byte_decodes_as_on_the_general_path(tag, count):
     for code in range(256):
         frames = [tag, bytes(16), bytes([code]), b"payload"][:count]
         assert outcome(frames) == outcome(Frames(frames))
+
+
+# -- The drafts the fast builders fill -------------------------------------------------
+
+
+def test_every_draft_fits_its_message_class():
+    from taskfate.protocol import codec
+
+    assert codec.DRAFTS_FIT
+    for build, cls in ((codec._new_result, TaskResult), (codec._new_confirm, TaskCancelConfirm), (codec._new_cancel, TaskCancel)):
+        assert build is not cls  # the fast builder, not the fallback
+
+
+@given(task_ids, st.booleans())
+def test_a_drafted_cancel_is_a_real_frozen_task_cancel(task_id, force):
+    from taskfate.protocol.codec import _new_cancel
+
+    built = _new_cancel(task_id, force)
+    reference = TaskCancel(task_id, force)
+    assert type(built) is TaskCancel and built == reference and hash(built) == hash(reference)
+    assert repr(built) == repr(reference) and dataclasses.astuple(built) == (task_id, force)
+    assert pickle.loads(pickle.dumps(built)) == reference
+    assert decode(encode(built)) == reference
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.force = not force  # type: ignore[misc]
+    # A new attribute fails as on a constructed one (how depends on the
+    # Python version: 3.11's slotted frozen dataclasses raise TypeError).
+    for message in (built, reference):
+        with pytest.raises((AttributeError, TypeError)) as raised:
+            message.extra = 1  # type: ignore[attr-defined]
+        assert not hasattr(message, "extra")
+    assert type(raised.value) is type(_raises(lambda: setattr(built, "extra", 1)))
+
+
+def _raises(action):
+    try:
+        action()
+    except Exception as error:
+        return error
+    raise AssertionError("no error")

@@ -134,6 +134,20 @@ def test_a_stale_timeout_does_not_end_a_later_cancel_early(h):
     assert h.advance(2.6) == 1 and future.state == "cancelled"
 
 
+def test_a_clock_that_steps_back_still_fires_deadlines_in_order(h):
+    first, second, third = h.submit(), h.submit(), h.submit()
+    first.cancel(timeout=0)  # at 1000, due at 1005
+    h.clock.now -= 3
+    second.cancel(timeout=0)  # at 997, due at 1002: armed out of order, goes first
+    h.clock.now += 1
+    third.cancel(timeout=0)  # at 998, due at 1003
+    assert h.manager.next_deadline() == 1002
+    assert h.advance(4.5) == 1 and second.cancelled() and first.state == third.state == "cancel_requested"
+    assert h.manager.next_deadline() == 1003
+    assert h.advance(1) == 1 and third.cancelled() and first.state == "cancel_requested"
+    assert h.advance(2) == 1 and first.cancelled() and h.manager.next_deadline() is None
+
+
 @pytest.mark.parametrize("start", ["pending", "cancel_requested"])
 def test_live_close_is_cancelled(h, start):
     future = h.submit()

@@ -186,12 +186,12 @@ def test_every_declared_rule_has_exactly_one_step(policy):
 def test_the_stock_future_has_its_cancel_written_in_place_and_a_subclass_has_it_called():
     lc = get_lifecycle("cancel")
     stock = step_source(Future, lc, lifecycle.PENDING, lifecycle.CANCEL)
-    assert "callback_" not in stock and "set_cancel_force" in stock and "manager._deadlines" in stock
+    assert "callback_" not in stock and "CancelDraft()" in stock and "manager._deadlines" in stock
     delegating = step_source(DelegatingFuture, lc, lifecycle.PENDING, lifecycle.CANCEL)
     # One call per callback the rule names, in declared order, nothing in place.
     rule = lc.table[lifecycle.PENDING][lifecycle.CANCEL]
     assert delegating.count("callback_") == len(rule.before) + len(rule.after)
-    assert "set_cancel_force" not in delegating and "manager._deadlines" not in delegating
+    assert "CancelDraft()" not in delegating and "manager._deadlines" not in delegating
 
 
 def test_an_override_of_one_callback_is_called_while_the_others_stay_in_place():
