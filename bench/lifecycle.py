@@ -15,6 +15,10 @@ round, and reports taskfate's median over the bare future's median.
   scheduler's ``TaskCancelConfirm`` delivered, the callback run. The bare
   future does ``Future()``, ``add_done_callback``, ``cancel()``. taskfate does
   two transitions, sends a ``TaskCancel`` and arms a confirm timeout on top.
+  Its ``send`` counts each message and drops it, as a transport does once the
+  frames are out (``_harness.counting_send``); the line under it keeps every
+  message in a list instead (no goal), which shows what that costs: the
+  garbage collector walking the kept messages, on taskfate's side only.
 * cancel step alone (no goal; shown so the cost is not hidden in the
   creation): the same, with both sides' futures and callbacks made before
   the clock starts.
@@ -31,7 +35,7 @@ import gc
 import tracemalloc
 from typing import Any
 
-from _harness import Identity, clock, interleaved, noop, verdict
+from _harness import Identity, clock, counting_send, interleaved, noop, verdict
 
 from taskfate.client import FutureManager
 from taskfate.protocol import CancelConfirmType, TaskCancel, TaskCancelConfirm, TaskID, TaskResult, TaskResultType
@@ -78,11 +82,8 @@ def _cancels(sent: list[Any]) -> int:
     return sum(type(message) is TaskCancel for message in sent)
 
 
-def taskfate_cancelled(n: int) -> float:
-    # The cheapest send there is (a transport's queue put); counted after
-    # the clock stops, to prove every request left.
-    sent: list[Any] = []
-    manager = FutureManager(sent.append)
+def _cancelled_lifecycles(n: int, send: Any) -> tuple[float, FutureManager]:
+    manager = FutureManager(send)
     ids = [TaskID.new() for _ in range(n)]
     confirms = [TaskCancelConfirm(task_id, CancelConfirmType.CANCELED) for task_id in ids]
     track, deliver = manager.track, manager.on_message
@@ -93,8 +94,25 @@ def taskfate_cancelled(n: int) -> float:
         future.cancel(0)
         deliver(confirm)
     elapsed = clock() - started
-    assert future.cancelled() and _cancels(sent) == n and len(manager) == 0
+    assert future.cancelled() and len(manager) == 0
     manager.close()
+    return elapsed, manager
+
+
+def taskfate_cancelled(n: int) -> float:
+    # The cheapest send there is (see _harness.counting_send); read after
+    # the clock stops, to prove every request left.
+    send, sends = counting_send()
+    elapsed, _ = _cancelled_lifecycles(n, send)
+    assert sends() == n
+    return elapsed
+
+
+def taskfate_cancelled_kept(n: int) -> float:
+    """The same, with every TaskCancel kept in a list by ``send``."""
+    sent: list[Any] = []
+    elapsed, _ = _cancelled_lifecycles(n, sent.append)
+    assert _cancels(sent) == n
     return elapsed
 
 
@@ -109,8 +127,8 @@ def bare_cancel_step(n: int) -> float:
 
 
 def taskfate_cancel_step(n: int) -> float:
-    sent: list[Any] = []
-    manager = FutureManager(sent.append)
+    send, sends = counting_send()
+    manager = FutureManager(send)
     futures = [manager.track(TaskID.new()) for _ in range(n)]
     confirms = [TaskCancelConfirm(future.task_id, CancelConfirmType.CANCELED) for future in futures]
     for future in futures:
@@ -121,7 +139,7 @@ def taskfate_cancel_step(n: int) -> float:
         future.cancel(0)
         deliver(confirm)
     elapsed = clock() - started
-    assert all(future.cancelled() for future in futures) and _cancels(sent) == n
+    assert all(future.cancelled() for future in futures) and sends() == n
     manager.close()
     return elapsed
 
@@ -167,8 +185,11 @@ def main() -> None:
 
     full = interleaved({"bare": bare_lifecycle, "taskfate": taskfate_lifecycle}, args.n, args.rounds)
     line("full lifecycle", full["bare"], full["taskfate"], 1.0)
-    cancelled = interleaved({"bare": bare_cancelled, "taskfate": taskfate_cancelled}, args.n, args.rounds)
+    cancelled = interleaved(
+        {"bare": bare_cancelled, "taskfate": taskfate_cancelled, "kept": taskfate_cancelled_kept}, args.n, args.rounds
+    )
     line("cancelled lifecycle", cancelled["bare"], cancelled["taskfate"], 1.0)
+    line("  sent messages kept", cancelled["bare"], cancelled["kept"], None)
     step = interleaved({"bare": bare_cancel_step, "taskfate": taskfate_cancel_step}, args.n, args.rounds)
     line("cancel step alone", step["bare"], step["taskfate"], None)
 
