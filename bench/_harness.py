@@ -61,13 +61,32 @@ def per_item(run: Callable[[int], float], n: int) -> float:
     return run(n) / n
 
 
-def interleaved(sides: dict[str, Callable[[int], float]], n: int, rounds: int) -> dict[str, float]:
-    """Median seconds per item for each side, the sides alternating each round."""
+class Rounds:
+    """Per-item seconds of each side, one sample per round."""
+
+    def __init__(self, samples: dict[str, list[float]]) -> None:
+        self.samples = samples
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.samples[name])
+
+    def ratio(self, name: str, baseline: str) -> float:
+        """The median of the round-by-round ratios ``name / baseline``: each
+        ratio compares two runs a few milliseconds apart, so a slow spell of
+        the machine lands on both sides of it, and the median drops the
+        rounds a burst split unevenly."""
+        return statistics.median(ours / base for ours, base in zip(self.samples[name], self.samples[baseline]))
+
+
+def interleaved(sides: dict[str, Callable[[int], float]], n: int, rounds: int) -> Rounds:
+    """Every side once per round, the order reversed every other round (so
+    a machine slowing down or speeding up during a round favours no side)."""
     samples: dict[str, list[float]] = {name: [] for name in sides}
-    for _ in range(rounds):
-        for name, run in sides.items():
+    order = list(sides.items())
+    for index in range(rounds):
+        for name, run in order if index % 2 == 0 else reversed(order):
             samples[name].append(per_item(run, n))
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return Rounds(samples)
 
 
 def clock() -> float:

@@ -1,8 +1,10 @@
 """One future's lifecycle against a bare ``concurrent.futures.Future``.
 
 Run: ``python bench/lifecycle.py`` (``--n`` futures per round, ``--rounds``).
-Each line is measured in this process, the two sides interleaved round by
-round, and reports taskfate's median over the bare future's median.
+Each line is measured in this process, the sides interleaved round by round
+(many short rounds: this machine's speed drifts over seconds), and reports
+each side's median time per future and the median of the round-by-round
+ratios taskfate / bare.
 
 * full lifecycle (goal: at most 1.0x, aim 0.6x): create, result delivered,
   ``result()`` read, one done callback run. taskfate's result goes through
@@ -35,7 +37,7 @@ import gc
 import tracemalloc
 from typing import Any
 
-from _harness import Identity, clock, counting_send, interleaved, noop, verdict
+from _harness import Identity, Rounds, clock, counting_send, interleaved, noop, verdict
 
 from taskfate.client import FutureManager
 from taskfate.protocol import CancelConfirmType, TaskCancel, TaskCancelConfirm, TaskID, TaskResult, TaskResultType
@@ -170,28 +172,27 @@ def make_taskfate(n: int) -> Any:
     return manager, futures, ids
 
 
-def line(label: str, bare: float, ours: float, limit: float | None, unit: str = "us") -> None:
-    ratio = ours / bare
-    scale = 1e6 if unit == "us" else 1.0
+def line(label: str, rounds: Rounds, side: str, limit: float | None) -> None:
+    bare, ours, ratio = rounds.median("bare"), rounds.median(side), rounds.ratio(side, "bare")
     goal = f"  goal <= {limit:.1f}x: {verdict(ratio, limit)}" if limit is not None else ""
-    print(f"{label:22s} bare {bare * scale:7.2f} {unit}   taskfate {ours * scale:7.2f} {unit}   ratio {ratio:.2f}x{goal}")
+    print(f"{label:22s} bare {bare * 1e6:7.2f} us   taskfate {ours * 1e6:7.2f} us   ratio {ratio:.2f}x{goal}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=50_000, help="futures per round")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--n", type=int, default=10_000, help="futures per round")
+    parser.add_argument("--rounds", type=int, default=41)
     args = parser.parse_args()
 
     full = interleaved({"bare": bare_lifecycle, "taskfate": taskfate_lifecycle}, args.n, args.rounds)
-    line("full lifecycle", full["bare"], full["taskfate"], 1.0)
+    line("full lifecycle", full, "taskfate", 1.0)
     cancelled = interleaved(
         {"bare": bare_cancelled, "taskfate": taskfate_cancelled, "kept": taskfate_cancelled_kept}, args.n, args.rounds
     )
-    line("cancelled lifecycle", cancelled["bare"], cancelled["taskfate"], 1.0)
-    line("  sent messages kept", cancelled["bare"], cancelled["kept"], None)
+    line("cancelled lifecycle", cancelled, "taskfate", 1.0)
+    line("  sent messages kept", cancelled, "kept", None)
     step = interleaved({"bare": bare_cancel_step, "taskfate": taskfate_cancel_step}, args.n, args.rounds)
-    line("cancel step alone", step["bare"], step["taskfate"], None)
+    line("cancel step alone", step, "taskfate", None)
 
     n = 20_000
     ids_cost = bytes_per_future(make_ids, n)

@@ -185,14 +185,16 @@ class Future(concurrent.futures.Future[Any]):
             lock.release()
         if queued:
             manager._release_effects(queued, effect)
-        elif type(effect) is TaskCancel:
-            # The manager's _release_effects for one message, inlined.
+        elif effect is not None:
+            # A cancel's step hands back only its TaskCancel (anything else
+            # it causes is queued): the manager's _release_effects for one
+            # message, inlined. (_send is an instance attribute: loaded, then
+            # called, which CPython runs faster than a method-style call.)
+            send = manager._send
             try:
-                manager._send(effect)
+                send(effect)  # type: ignore[arg-type]
             except Exception:
                 _log.exception("sending %r failed", effect)
-        elif effect is not None:
-            manager._release_effects((), effect)
         if timeout is not None and timeout <= 0 or not manager._may_block():
             return self._fsm == lc.CANCELLED
         self._wait_while(lc.CANCEL_REQUESTED, manager.cancel_timeout if timeout is None else timeout)
@@ -423,7 +425,7 @@ class Future(concurrent.futures.Future[Any]):
         self._manager._arm_confirm_timeout(self)
 
     def disarm_confirm_timeout(self, _: object) -> None:
-        self._deadline = None
+        self._manager._disarm_confirm_timeout(self)
 
     def keep_connection_error(self, error: BaseException) -> None:
         self._resolved = error

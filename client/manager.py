@@ -137,7 +137,10 @@ class FutureManager:
         # "now + cancel_timeout" on a clock that does not run backwards, so
         # appending keeps them sorted and a deque serves as the timer queue.
         # Entries whose future has moved on (answered, or re-armed) are stale
-        # and skipped when they reach the front.
+        # and skipped when they reach the front. An entry is current when its
+        # deadline *is* the future's (the same float object, stored in both
+        # by one arming): an identity test, cheaper than comparing a float
+        # with the None of a disarmed future.
         self._deadlines: collections.deque[tuple[float, Future]] = collections.deque()
         self._use_timer = timer
         self._timer_wakeup = threading.Condition(self._lock)
@@ -229,8 +232,9 @@ class FutureManager:
         error propagates: the task never left.
         """
         future = self.track(task.task_id, task.group_id)
+        send = self._send  # an instance attribute: load, then call (cheaper)
         try:
-            self._send(task)
+            send(task)
         except BaseException:
             with self._lock:
                 self._forget(future)
@@ -268,11 +272,9 @@ class FutureManager:
         if queued:
             self._release_effects(queued, effect)
         elif effect is not None:
-            if type(effect) is TaskCancel:
-                self._release_effects((), effect)
-                return
-            # One future ended (the common case): _run_finished, inlined
-            # (this frame is one of _CALLBACK_RUNNERS).
+            # A message's step hands back only the future it ended (anything
+            # else it causes is queued): its done callbacks are due.
+            # _run_finished, inlined (this frame is one of _CALLBACK_RUNNERS).
             callbacks = effect._callbacks  # type: ignore[union-attr]
             if type(callbacks) is list:
                 self._run_finished((effect,))  # type: ignore[arg-type]
@@ -347,7 +349,7 @@ class FutureManager:
             queue = self._deadlines
             while queue and queue[0][0] <= now:
                 deadline, future = queue.popleft()
-                if future._deadline == deadline and future._fsm == lc.CANCEL_REQUESTED:
+                if future._deadline is deadline and future._fsm == lc.CANCEL_REQUESTED:
                     self._dispatch(future, lc.CONFIRM_TIMEOUT, None)
                     fired += 1
             queued = self._take_effects()
@@ -460,7 +462,7 @@ class FutureManager:
         # cancels in flight rather than every cancel of the last timeout.
         while queue:
             head = queue[0]
-            if head[1]._deadline == head[0]:
+            if head[1]._deadline is head[0]:
                 break
             queue.popleft()
         if queue and queue[-1][0] > deadline:
@@ -475,6 +477,16 @@ class FutureManager:
             # deadline the sooner one.
             if self._use_timer and (self._timer_due is None or deadline < self._timer_due):
                 self._wake_timer(deadline)
+
+    def _disarm_confirm_timeout(self, future: Future) -> None:
+        """Take ``future``'s confirm deadline back. Its queue entry goes at
+        once when it is first (answers mostly come in the order cancels
+        went out); any other becomes stale, and arming drops stale entries
+        from the front. The generated steps write this body in place."""
+        future._deadline = None
+        queue = self._deadlines
+        if queue and queue[0][1] is future:
+            queue.popleft()
 
     def _insert_deadline(self, deadline: float, future: Future) -> None:
         # A clock that stepped back, or a shorter cancel_timeout: keep order.

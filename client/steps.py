@@ -43,6 +43,13 @@ generator queues a message it is holding itself before anything that could
 queue another, so the returned effect is always the last of its kind. Once
 the lock is released, messages are sent (in order), then done callbacks run
 (in order).
+
+Which kind a step may hand back depends on its event, so that the two hot
+callers need not test what they got: a step for a scheduler's message hands
+back only its ended future (``on_message`` runs the callbacks), a step for
+``cancel`` only its ``TaskCancel`` (``Future.cancel`` sends it); the other
+kind, should a declaration ever produce it there, is queued. Steps for the
+other events go through ``FutureManager._dispatch``, which queues either.
 """
 
 from __future__ import annotations
@@ -76,7 +83,13 @@ DEFAULT_HISTORY_LIMIT = 16
 # by the generator itself (they decide where the message goes).
 _INLINE: dict[str, str] = {
     lc.KEEP_RESULT: "future._message = argument",
-    lc.DISARM_CONFIRM_TIMEOUT: "future._deadline = None",
+    # FutureManager._disarm_confirm_timeout's body.
+    lc.DISARM_CONFIRM_TIMEOUT: (
+        "future._deadline = None\n"
+        "queue = manager._deadlines\n"
+        "if queue and queue[0][1] is future:\n"
+        "    queue.popleft()"
+    ),
     lc.KEEP_CONNECTION_ERROR: "future._resolved = argument",
 }
 
@@ -90,7 +103,7 @@ future._deadline = deadline
 queue = manager._deadlines
 while queue:
     head = queue[0]
-    if head[1]._deadline == head[0]:
+    if head[1]._deadline is head[0]:
         break
     queue.popleft()
 if queue and queue[-1][0] > deadline:
@@ -112,6 +125,7 @@ message.force = argument is not False
 message.__class__ = TaskCancel"""
 
 _NAMES: dict[str, Any] = {"TaskCancel": TaskCancel, "CancelDraft": _CancelDraft}
+_MESSAGE_EVENTS = frozenset(lc.MESSAGE_EVENTS.values())
 # Should TaskCancel ever stop fitting its draft (the codec checks at
 # import), the method is called instead: correct if slower.
 _CAN_BUILD_CANCEL = DRAFTS_FIT
@@ -196,6 +210,11 @@ def _generate(
     namespace.update(_NAMES)
     changes = rule.dest is not None
     terminal = changes and rule.dest in lifecycle.terminal
+    # What this step may hand back (see the module's doc): a message-driven
+    # step only its ended future, a cancel only its message, so on_message
+    # and cancel() need not ask which they got; anything else is queued.
+    may_return_message = event not in _MESSAGE_EVENTS
+    may_return_future = event != lc.CANCEL
     lines: list[str] = []
     # Whether the local ``message`` holds a TaskCancel not yet queued:
     # False, True, or "maybe" (queued on some runs, then set to None).
@@ -246,7 +265,11 @@ def _generate(
         call(name, False)
     if changes:
         lines.append(f"future._fsm = {rule.dest!r}")
-        lines.append("now = manager._clock()")
+        # The clock is an instance attribute: read it first, then call it
+        # (``manager._clock()`` compiles to a method load that CPython
+        # cannot specialise for an instance attribute, and is slower).
+        lines.append("clock = manager._clock")
+        lines.append("now = clock()")
         if history_limit > 0:
             # Flat pairs (step, time), the step a constant: see Future._history.
             entry = f"({event!r}, {state!r}, {rule.dest!r}), now"
@@ -260,6 +283,8 @@ def _generate(
             lines.append(f"    future._history = ({entry})")
     for name in rule.after:
         call(name, changes)
+    if not may_return_message:
+        queue_held()
     if terminal:
         queue_held()
         lines.extend(
@@ -274,7 +299,7 @@ def _generate(
                 "if future._waiting is not None:",
                 f"    manager._wake(future, {rule.dest!r})",
                 "if future._callbacks is not None:",
-                "    return future",
+                "    return future" if may_return_future else "    manager._queue.append(future)",
             ]
         )
     elif changes:

@@ -274,3 +274,51 @@ def test_only_the_managers_own_callbacks_count_and_only_while_they_run():
     assert later.cancel(0.1) is False
     assert time.monotonic() - started >= 0.1
     mine.close()
+
+
+# -- Effects a step cannot hand back go through the queue --------------------------------
+
+
+def _custom_lifecycle():
+    """The stock declaration with two rules no stock step has: a cancel that
+    ends the future at once (and still sends its request), and a refused
+    gentle cancel retried on the spot (a scheduler's message that sends)."""
+    from transitions import Machine
+
+    from taskfate.fsm.table import compile_machine
+
+    declaration = lifecycle.declaration()
+    for rule in declaration["transitions"]:
+        if rule["trigger"] == lifecycle.CANCEL and rule["source"] == lifecycle.PENDING:
+            rule["dest"] = lifecycle.CANCELLED
+        if rule["trigger"] == lifecycle.CONFIRM_CANCEL_FAILED:
+            rule["dest"] = lifecycle.CANCEL_REQUESTED
+            rule["after"] = [lifecycle.SEND_CANCEL]
+    return compile_machine(Machine(model=None, **declaration), "custom")
+
+
+@pytest.mark.parametrize("future_class", [Future, DelegatingFuture])
+def test_a_cancel_that_ends_the_future_sends_then_runs_its_callbacks(future_class):
+    custom = _custom_lifecycle()
+    log = []
+    manager = FutureManager(lambda m: log.append(("sent", m)), late_result=custom, timer=False, future_class=future_class)
+    future = manager.track(TaskID.new())
+    future.add_done_callback(lambda f: log.append(("ended", f.state)))
+    assert future.cancel(0) is True
+    assert [entry[0] for entry in log] == ["sent", "ended"] and log[0][1].task_id == future.task_id
+    assert log[1] == ("ended", "cancelled") and len(manager) == 0
+
+
+@pytest.mark.parametrize("future_class", [Future, DelegatingFuture])
+def test_a_message_whose_rule_sends_has_its_message_sent(future_class):
+    custom = _custom_lifecycle()
+    sent = []
+    clock = FakeClock()
+    manager = FutureManager(sent.append, late_result=custom, clock=clock, timer=False, future_class=future_class)
+    future = manager.track(TaskID.new())
+    assert future.cancel(0) is True  # the custom cancel ends it at once
+    other = manager.track(TaskID.new())
+    manager.dispatch(other, lifecycle.CLEAR, True)
+    manager.on_message(TaskCancelConfirm(other.task_id, CancelConfirmType.CANCEL_FAILED))
+    assert [type(m).__name__ for m in sent] == ["TaskCancel"] * 3 and sent[-1].task_id == other.task_id
+    assert other.state == lifecycle.CANCEL_REQUESTED and manager.next_deadline() == clock.now + manager.cancel_timeout
