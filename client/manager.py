@@ -512,19 +512,30 @@ class FutureManager:
 
     def _run_timer(self) -> None:
         """The manager's one timer thread: sleeps until the next deadline,
-        fires what is due, and exits once nothing is left to time."""
+        fires what is due, and exits once nothing has been left to time for
+        a whole ``cancel_timeout``.
+
+        It lingers that long, rather than leaving the moment the queue
+        empties, because answered cancels leave the queue at once: a client
+        cancelling now and then would otherwise start a thread per cancel.
+        Lingering costs no wake-up either: a deadline armed meanwhile is
+        ``cancel_timeout`` away, no sooner than the linger ends.
+        """
         self.mark_service_thread()
         try:
+            idle = False
             while True:
                 with self._lock:
-                    if self._closed or not self._deadlines:
+                    if self._closed or idle and not self._deadlines:
                         self._timer_thread = None
                         return
-                    delay = self._deadlines[0][0] - self._clock()
-                    if delay > 0:
-                        self._timer_due = self._deadlines[0][0]
+                    now = self._clock()
+                    idle = not self._deadlines
+                    due = now + self.cancel_timeout if idle else self._deadlines[0][0]
+                    if due > now:
+                        self._timer_due = due
                         try:
-                            self._timer_wakeup.wait(delay)
+                            self._timer_wakeup.wait(due - now)
                         finally:
                             self._timer_due = None
                         continue

@@ -235,3 +235,25 @@ def test_a_send_that_fails_on_submit_forgets_the_future():
     with pytest.raises(OSError):
         manager.submit(Task(TaskID.new(), b""))
     assert len(manager) == 0
+
+
+def test_cancels_answered_one_by_one_keep_one_timer_thread(monkeypatch):
+    """Answered cancels leave the deadline queue at once; the timer thread
+    lingers instead of exiting each time it finds the queue empty, so a
+    client that cancels now and then does not start a thread per cancel."""
+    started = []
+    original = FutureManager._start_timer
+
+    def counting(self):
+        started.append(1)
+        original(self)
+
+    monkeypatch.setattr(FutureManager, "_start_timer", counting)
+    manager = FutureManager(lambda m: None, cancel_timeout=30)
+    for _ in range(30):
+        future = manager.track(TaskID.new())
+        future.cancel(0)
+        manager.on_message(TaskCancelConfirm(future.task_id, CancelConfirmType.CANCELED))
+        time.sleep(0.002)  # the timer thread runs, and finds nothing to time
+    assert future.cancelled() and len(started) == 1
+    manager.close()
