@@ -274,13 +274,18 @@ def _generate(
             # Flat pairs (step, time), the step a constant: see Future._history.
             entry = f"({event!r}, {state!r}, {rule.dest!r}), now"
             lines.append("history = future._history")
-            lines.append("if history:")
+            lines.append("if not history:")
+            lines.append(f"    future._history = ({entry})")
+            if history_limit > 1:
+                # A second step (most futures take two) is written out in
+                # full: one tuple, where a concatenation makes two.
+                lines.append("elif len(history) == 2:")
+                lines.append(f"    future._history = (history[0], history[1], {entry})")
+            lines.append("else:")
             lines.append(f"    history += ({entry})")
             lines.append(f"    if len(history) > {2 * history_limit}:")
             lines.append(f"        history = history[{-2 * history_limit}:]")
             lines.append("    future._history = history")
-            lines.append("else:")
-            lines.append(f"    future._history = ({entry})")
     for name in rule.after:
         call(name, changes)
     if not may_return_message:
