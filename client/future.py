@@ -178,9 +178,11 @@ class Future(concurrent.futures.Future[Any]):
             # Every state has a step for cancel (an ignoring one where the
             # declaration has no rule), and a step hands back its effect.
             effect = manager._cancel_steps[state](manager, self, force)
-            queued = manager._queue
+            queued: list[Any] | None = manager._queue  # taken only if not empty: see on_message
             if queued:
                 manager._queue = []
+            else:
+                queued = None
         finally:
             lock.release()
         if queued:

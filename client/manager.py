@@ -30,6 +30,7 @@ import asyncio
 import collections
 import bisect
 import logging
+import operator
 import sys
 import threading
 import time
@@ -100,6 +101,7 @@ class FutureManager:
         self.lifecycle = late_result if isinstance(late_result, Lifecycle) else get_lifecycle(late_result)
         self.serializer: Serializer = serializer if serializer is not None else PickleSerializer()
         self.cancel_timeout = float(cancel_timeout)
+        history_limit = operator.index(history_limit)
         if history_limit < 0:
             raise ValueError("history_limit must be 0 or more")
         self._history_limit = history_limit
@@ -110,7 +112,7 @@ class FutureManager:
         self._future_class = future_class
         # A plain Future is built in place by track() (see there); a
         # subclass with its own __init__ is called.
-        self._build_in_place = future_class.__init__ is Future.__init__
+        self._build_in_place = future_class.__init__ is Future.__init__ and future_class.__new__ is Future.__new__
         # Every (state, event) has a step: the declared rule's generated one
         # (taskfate.client.steps), or one that counts the event as ignored.
         # Indexed by state, and by event for the hot paths, so that a
@@ -264,9 +266,14 @@ class FutureManager:
             else:
                 # _dispatch, inlined: this is the message hot path.
                 effect = steps[future._fsm](self, future, message)
-            queued = self._queue
+            # Take the queue only if something is in it, and otherwise keep
+            # no reference to it: once the lock is released another thread
+            # may fill that very list and release it itself.
+            queued: list[Message | Future] | None = self._queue
             if queued:
                 self._queue = []
+            else:
+                queued = None
         finally:
             lock.release()
         if queued:
@@ -545,12 +552,14 @@ class FutureManager:
 
     # -- Effects, released outside the lock --------------------------------------
 
-    def _take_effects(self) -> list[Message | Future]:
+    def _take_effects(self) -> Sequence[Message | Future]:
         """The queued effects, handed over and the queue emptied. Caller
-        holds the lock."""
+        holds the lock. Never the live queue itself, even when empty: once
+        the lock is released another thread may fill that list."""
         queued = self._queue
-        if queued:
-            self._queue = []
+        if not queued:
+            return ()
+        self._queue = []
         return queued
 
     def _release_effects(self, queued: Sequence[Message | Future], last: Effect = None) -> None:
@@ -576,7 +585,11 @@ class FutureManager:
                 _log.exception("sending %r failed", message)
 
     def _run_finished(self, finished: Iterable[Future]) -> None:
-        """Run the done callbacks of futures that just ended, each once."""
+        """Run the done callbacks of futures that just ended, each once.
+
+        One of ``_CALLBACK_RUNNERS``: a subclass that overrides it must run
+        callbacks through this method or ``_run_callbacks``, or cancels in
+        them are no longer known not to wait."""
         for future in finished:
             callbacks = future._callbacks
             future._callbacks = None
@@ -584,7 +597,8 @@ class FutureManager:
                 self._run_callbacks(future, callbacks if isinstance(callbacks, list) else (callbacks,))
 
     def _run_callbacks(self, future: Future, callbacks: Iterable[Callable[[Future], object]]) -> None:
-        """Run ``callbacks`` for ``future`` now (one of _CALLBACK_RUNNERS)."""
+        """Run ``callbacks`` for ``future`` now (one of ``_CALLBACK_RUNNERS``:
+        see ``_run_finished``)."""
         for callback in callbacks:
             try:
                 callback(future)

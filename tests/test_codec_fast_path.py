@@ -152,3 +152,28 @@ def _raises(action):
     except Exception as error:
         return error
     raise AssertionError("no error")
+
+
+def test_a_message_class_that_changed_shape_is_not_a_fit_and_nothing_raises():
+    from taskfate.protocol.codec import _draft_class, draft_fits
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Grown:
+        task_id: TaskID
+        force: bool = True
+        reason: str = ""  # a field a two-field builder would leave unset
+
+    draft = _draft_class(Grown)
+
+    def build(task_id, force):
+        message = draft()
+        message.task_id = task_id
+        message.force = force
+        message.__class__ = Grown
+        return message
+
+    task_id = TaskID(bytes(16))
+    assert not draft_fits(build, Grown, ("task_id", "force"), (task_id, False))
+    # Even told the right fields, the half-filled message is no fit.
+    assert not draft_fits(build, Grown, ("task_id", "force", "reason"), (task_id, False))
+    assert draft_fits(TaskCancel, TaskCancel, ("task_id", "force"), (task_id, False))

@@ -237,10 +237,11 @@ def test_a_send_that_fails_on_submit_forgets_the_future():
     assert len(manager) == 0
 
 
+@pytest.mark.timeout(30)
 def test_cancels_answered_one_by_one_keep_one_timer_thread(monkeypatch):
-    """Answered cancels leave the deadline queue at once; the timer thread
-    lingers instead of exiting each time it finds the queue empty, so a
-    client that cancels now and then does not start a thread per cancel."""
+    """Answered cancels leave the deadline queue at once; a timer thread that
+    finds the queue empty lingers (one cancel_timeout) instead of leaving, so
+    a client that cancels now and then does not start a thread per cancel."""
     started = []
     original = FutureManager._start_timer
 
@@ -250,10 +251,16 @@ def test_cancels_answered_one_by_one_keep_one_timer_thread(monkeypatch):
 
     monkeypatch.setattr(FutureManager, "_start_timer", counting)
     manager = FutureManager(lambda m: None, cancel_timeout=30)
-    for _ in range(30):
+    for _ in range(5):
         future = manager.track(TaskID.new())
-        future.cancel(0)
-        manager.on_message(TaskCancelConfirm(future.task_id, CancelConfirmType.CANCELED))
-        time.sleep(0.002)  # the timer thread runs, and finds nothing to time
-    assert future.cancelled() and len(started) == 1
+        # Cancel and answer while holding the manager's lock, so the timer
+        # thread (started by the first cancel) looks at the queue only once
+        # the answer has emptied it.
+        with manager._lock:
+            future.cancel(0)
+            manager.on_message(TaskCancelConfirm(future.task_id, CancelConfirmType.CANCELED))
+        deadline = time.monotonic() + 10
+        while manager._timer_due is None and manager._timer_thread is not None and time.monotonic() < deadline:
+            time.sleep(0.001)  # until it sleeps again, or has left
+    assert future.cancelled() and len(started) == 1 and manager._timer_thread is not None
     manager.close()

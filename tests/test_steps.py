@@ -18,6 +18,7 @@ waiting inside a done callback.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -279,10 +280,11 @@ def test_only_the_managers_own_callbacks_count_and_only_while_they_run():
 # -- Effects a step cannot hand back go through the queue --------------------------------
 
 
-def _custom_lifecycle():
+def _custom_lifecycle(cancel_sends=True):
     """The stock declaration with two rules no stock step has: a cancel that
-    ends the future at once (and still sends its request), and a refused
-    gentle cancel retried on the spot (a scheduler's message that sends)."""
+    ends the future at once (sending its request, or with ``cancel_sends``
+    false nothing at all), and a refused gentle cancel retried on the spot
+    (a scheduler's message that sends)."""
     from transitions import Machine
 
     from taskfate.fsm.table import compile_machine
@@ -291,6 +293,8 @@ def _custom_lifecycle():
     for rule in declaration["transitions"]:
         if rule["trigger"] == lifecycle.CANCEL and rule["source"] == lifecycle.PENDING:
             rule["dest"] = lifecycle.CANCELLED
+            if not cancel_sends:
+                rule["after"] = []
         if rule["trigger"] == lifecycle.CONFIRM_CANCEL_FAILED:
             rule["dest"] = lifecycle.CANCEL_REQUESTED
             rule["after"] = [lifecycle.SEND_CANCEL]
@@ -322,3 +326,59 @@ def test_a_message_whose_rule_sends_has_its_message_sent(future_class):
     manager.on_message(TaskCancelConfirm(other.task_id, CancelConfirmType.CANCEL_FAILED))
     assert [type(m).__name__ for m in sent] == ["TaskCancel"] * 3 and sent[-1].task_id == other.task_id
     assert other.state == lifecycle.CANCEL_REQUESTED and manager.next_deadline() == clock.now + manager.cancel_timeout
+
+
+@pytest.mark.parametrize("future_class", [Future, DelegatingFuture])
+def test_a_cancel_that_ends_the_future_and_sends_nothing_runs_its_callbacks_once(future_class):
+    # Nothing else is queued here, so a cancel step that handed its ended
+    # future back (instead of queueing it) would have it sent as a message.
+    sent, ended = [], []
+    manager = FutureManager(sent.append, late_result=_custom_lifecycle(cancel_sends=False), timer=False, future_class=future_class)
+    future = manager.track(TaskID.new())
+    future.add_done_callback(ended.append)
+    assert future.cancel(0) is True
+    assert sent == [] and ended == [future] and future.cancelled()
+
+
+# -- Effects released by one caller are never released by another ---------------------
+
+
+class _HookedLock:
+    """An RLock that runs ``hook`` once, right after a release: another
+    thread's turn, at the worst moment, without threads."""
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self.hook = None
+
+    def acquire(self, *args):
+        return self._lock.acquire(*args)
+
+    def release(self):
+        self._lock.release()
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+@pytest.mark.parametrize("caller", ["on_message", "cancel"])
+def test_effects_another_caller_queues_after_the_lock_is_released_go_out_once(caller):
+    sent = []
+    manager = FutureManager(sent.append, timer=False)
+    manager._lock = lock = _HookedLock()
+    first, second = manager.track(TaskID.new()), manager.track(TaskID.new())
+    first.cancel(0)
+    sent.clear()
+    # Right after the first caller releases the lock (with nothing queued
+    # of its own), another caller's clear() queues and sends a TaskCancel.
+    lock.hook = manager.clear
+    if caller == "on_message":
+        manager.on_message(TaskCancelConfirm(first.task_id, CancelConfirmType.CANCELED))
+    else:
+        first.cancel(0)  # in flight already: nothing of its own to send
+    assert [m.task_id for m in sent] == [second.task_id]
