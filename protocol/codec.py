@@ -51,9 +51,11 @@ _DISCONNECT = b"DC"
 # also rejects values out of range.
 _CONFIRM_TYPES = tuple(CancelConfirmType)
 _RESULT_TYPES = tuple(TaskResultType)
-_CONFIRM_COUNT = len(_CONFIRM_TYPES)
-_RESULT_COUNT = len(_RESULT_TYPES)
 _BYTE = tuple(bytes((i,)) for i in range(256))
+# The same members by their one-byte frame, for the fast paths: one lookup
+# checks the frame's length and range and finds the member.
+_RESULT_BY_CODE = {_BYTE[i]: member for i, member in enumerate(_RESULT_TYPES)}
+_CONFIRM_BY_CODE = {_BYTE[i]: member for i, member in enumerate(_CONFIRM_TYPES)}
 
 
 def _draft_class(cls: type[Any]) -> type[Any]:
@@ -207,16 +209,15 @@ def decode(frames: Sequence[Any], *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZ
                 and type(tid) is bytes
                 and len(tid) == TASK_ID_SIZE
                 and type(code) is bytes
-                and len(code) == 1
-                and code[0] < _RESULT_COUNT
+                and (result_type := _RESULT_BY_CODE.get(code)) is not None
                 and type(payload) is bytes
                 and len(payload) <= max_frame_size
             ):
                 if not DRAFTS_FIT:  # pragma: no cover - see _check_drafts
-                    return TaskResult(_new_bytes(TaskID, tid), _RESULT_TYPES[code[0]], payload)
+                    return TaskResult(_new_bytes(TaskID, tid), result_type, payload)
                 result = _ResultDraft()
                 result.task_id = _new_bytes(TaskID, tid)
-                result.result_type = _RESULT_TYPES[code[0]]
+                result.result_type = result_type
                 result.payload = payload
                 result.__class__ = TaskResult
                 return result  # type: ignore[no-any-return]
@@ -228,14 +229,13 @@ def decode(frames: Sequence[Any], *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZ
                 and type(tid) is bytes
                 and len(tid) == TASK_ID_SIZE
                 and type(code) is bytes
-                and len(code) == 1
-                and code[0] < _CONFIRM_COUNT
+                and (confirm_type := _CONFIRM_BY_CODE.get(code)) is not None
             ):
                 if not DRAFTS_FIT:  # pragma: no cover - see _check_drafts
-                    return TaskCancelConfirm(_new_bytes(TaskID, tid), _CONFIRM_TYPES[code[0]])
+                    return TaskCancelConfirm(_new_bytes(TaskID, tid), confirm_type)
                 confirm = _ConfirmDraft()
                 confirm.task_id = _new_bytes(TaskID, tid)
-                confirm.confirm_type = _CONFIRM_TYPES[code[0]]
+                confirm.confirm_type = confirm_type
                 confirm.__class__ = TaskCancelConfirm
                 return confirm  # type: ignore[no-any-return]
     else:
