@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from taskfate.client.errors import ResultDecodeError, TaskFailed, WorkerDied
 from taskfate.fsm import lifecycle as lc
-from taskfate.protocol import TaskCancel, TaskID, TaskResult, TaskResultType
+from taskfate.protocol import TaskID, TaskResult, TaskResultType
 from taskfate.protocol.codec import _new_cancel
 
 if TYPE_CHECKING:

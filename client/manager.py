@@ -44,7 +44,7 @@ from taskfate.client.serializer import PickleSerializer, Serializer
 from taskfate.client.steps import Effect, Step, ignore_step, steps_for
 from taskfate.fsm import lifecycle as lc
 from taskfate.fsm.table import Lifecycle, get_lifecycle
-from taskfate.protocol import Message, Task, TaskCancel, TaskCancelConfirm, TaskID, TaskResult
+from taskfate.protocol import Message, Task, TaskCancelConfirm, TaskID, TaskResult
 
 _log = logging.getLogger("taskfate.client")
 
