@@ -85,7 +85,9 @@ _CancelDraft = _draft_class(TaskCancel)
 
 def _new_result(task_id: TaskID, result_type: TaskResultType, payload: bytes) -> TaskResult:
     """``TaskResult(task_id, result_type, payload)``, for arguments the codec
-    has already checked, without the dataclass ``__init__``."""
+    has already checked, without the dataclass ``__init__``. ``decode``'s
+    fast path writes this body in place (its hottest loop): keep the two
+    alike; ``tests/test_codec_fast_path.py`` compares what both build."""
     message = _ResultDraft()
     message.task_id = task_id
     message.result_type = result_type
@@ -95,7 +97,8 @@ def _new_result(task_id: TaskID, result_type: TaskResultType, payload: bytes) ->
 
 
 def _new_confirm(task_id: TaskID, confirm_type: CancelConfirmType) -> TaskCancelConfirm:
-    """``TaskCancelConfirm(task_id, confirm_type)``, as ``_new_result``."""
+    """``TaskCancelConfirm(task_id, confirm_type)``, as ``_new_result`` (and
+    written in place by ``decode`` the same way)."""
     message = _ConfirmDraft()
     message.task_id = task_id
     message.confirm_type = confirm_type
