@@ -111,7 +111,7 @@ class FutureManager:
         self._clock = clock
         self._future_class = future_class
         # A plain Future is built in place by track() (see there); a
-        # subclass with its own __init__ is called.
+        # subclass with its own __init__ or __new__ is called.
         self._build_in_place = future_class.__init__ is Future.__init__ and future_class.__new__ is Future.__new__
         # Every (state, event) has a step: the declared rule's generated one
         # (taskfate.client.steps), or one that counts the event as ignored.
@@ -197,7 +197,7 @@ class FutureManager:
         if self._build_in_place:
             # Future.__init__'s stores, written here: calling the class costs
             # a frame and the type's call protocol, more than the stores.
-            # tests/test_steps.py checks that both build the same future.
+            # tests/test_hot_path.py checks that both build the same future.
             future = _new_object(self._future_class)
             future.task_id = task_id
             future.group_id = group_id
