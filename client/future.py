@@ -104,7 +104,7 @@ class Future(concurrent.futures.Future[Any]):
         # The stdlib __init__ is deliberately not called: it allocates a
         # Condition and lists that most futures never use.
         # FutureManager.track writes these same stores in place for this
-        # class (tests/test_steps.py compares the two): change one, change both.
+        # class (tests/test_hot_path.py compares the two): change one, change both.
         self.task_id = task_id
         self.group_id: TaskID | None = group_id
         self._manager = manager
