@@ -41,7 +41,7 @@ from typing import Any
 from taskfate.client.errors import ConnectionLost
 from taskfate.client.future import _UNSET, Future
 from taskfate.client.serializer import PickleSerializer, Serializer
-from taskfate.client.steps import Effect, Step, ignore_step, steps_for
+from taskfate.client.steps import DEFAULT_HISTORY_LIMIT, Effect, Step, ignore_step, steps_for
 from taskfate.fsm import lifecycle as lc
 from taskfate.fsm.table import Lifecycle, get_lifecycle
 from taskfate.protocol import Message, Task, TaskCancelConfirm, TaskID, TaskResult
@@ -51,8 +51,6 @@ _log = logging.getLogger("taskfate.client")
 #: Default seconds a cancel may wait for the scheduler's answer before the
 #: lifecycle gives up and ends the future cancelled.
 DEFAULT_CANCEL_TIMEOUT = 30.0
-#: How many transitions each future remembers.
-DEFAULT_HISTORY_LIMIT = 16
 #: How many results for unknown tasks the manager keeps for inspection.
 DEFAULT_LATE_RESULTS = 1024
 

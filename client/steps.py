@@ -74,7 +74,8 @@ Effect = Union[TaskCancel, Future, None]
 #: lock held by the caller.
 Step = Callable[["FutureManager", Future, Any], Effect]
 
-#: The history limit a step is generated for when none is given.
+#: How many transitions each future remembers, unless its manager says
+#: otherwise (``FutureManager(history_limit=...)``).
 DEFAULT_HISTORY_LIMIT = 16
 
 # Base Future callbacks written in place when the class does not override
@@ -162,13 +163,15 @@ def steps_for(
 def ignore_step(event: str) -> Step:
     """The step for ``event`` in a state with no rule for it: counted as
     ignored, nothing else. Filling the manager's tables with these spares
-    every dispatch a test for a missing rule."""
+    every dispatch a test for a missing rule. One per event, shared."""
     step = _ignore_cache.get(event)
     if step is None:
-        namespace: dict[str, Any] = {}
-        source = f"def step(manager, future, argument):\n    manager._ignored(future, {event!r})\n"
-        exec(compile(source, f"<taskfate step ignore:{event}>", "exec"), namespace)
-        step = _ignore_cache[event] = namespace["step"]
+
+        def step(manager: FutureManager, future: Future, argument: Any) -> Effect:
+            manager._ignored(future, event)
+            return None
+
+        _ignore_cache[event] = step
     return step
 
 
