@@ -22,6 +22,7 @@ from taskfate.protocol.messages import (
     TaskID,
     TaskResult,
     TaskResultType,
+    TaskStarted,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "TaskID",
     "TaskResult",
     "TaskResultType",
+    "TaskStarted",
     "decode",
     "encode",
 ]

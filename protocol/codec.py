@@ -6,6 +6,7 @@ Layout (one bytes object per frame; the first frame is a two-byte tag)::
     TaskCancel         [b"TC", task_id, flags]          flags: 1 byte, bit 0 = force
     TaskCancelConfirm  [b"CC", task_id, confirm_type]   1 byte
     TaskResult         [b"TR", task_id, result_type, payload]
+    TaskStarted        [b"TS", task_id]
     Heartbeat          [b"HB"]
     ClientDisconnect   [b"DC"]
 
@@ -33,6 +34,7 @@ from taskfate.protocol.messages import (
     TaskID,
     TaskResult,
     TaskResultType,
+    TaskStarted,
 )
 
 #: Frames larger than this are refused by :func:`decode` unless the caller
@@ -44,6 +46,7 @@ _TASK = b"TK"
 _CANCEL = b"TC"
 _CONFIRM = b"CC"
 _RESULT = b"TR"
+_STARTED = b"TS"
 _HEARTBEAT = b"HB"
 _DISCONNECT = b"DC"
 
@@ -179,6 +182,9 @@ def encode(message: Message) -> list[bytes]:
     if kind is TaskCancel:
         assert isinstance(message, TaskCancel)
         return [_CANCEL, bytes(message.task_id), _BYTE[1 if message.force else 0]]
+    if kind is TaskStarted:
+        assert isinstance(message, TaskStarted)
+        return [_STARTED, bytes(message.task_id)]
     if kind is Heartbeat:
         return [_HEARTBEAT]
     if kind is ClientDisconnect:
@@ -324,6 +330,7 @@ _DECODERS: dict[bytes, tuple[str, int, Callable[[list[bytes]], Message]]] = {
     _CANCEL: ("TaskCancel", 3, _decode_cancel),
     _CONFIRM: ("TaskCancelConfirm", 3, _decode_confirm),
     _RESULT: ("TaskResult", 4, _decode_result),
+    _STARTED: ("TaskStarted", 2, lambda parts: TaskStarted(_task_id(parts[1], "task id"))),
     _HEARTBEAT: ("Heartbeat", 1, lambda parts: Heartbeat()),
     _DISCONNECT: ("ClientDisconnect", 1, lambda parts: ClientDisconnect()),
 }

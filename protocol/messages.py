@@ -106,6 +106,19 @@ class TaskResult:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskStarted:
+    """Scheduler to client: a worker has begun running this task.
+
+    Informational: it changes nothing the scheduler will do, and a client
+    that ignores it loses nothing. It lets a client tell a task that is
+    still queued from one that is running (whose cancel needs ``force``),
+    without asking.
+    """
+
+    task_id: TaskID
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     """Either direction: I am alive. Silence past a timeout means the peer is
     gone, which is how a client learns that its scheduler vanished."""
@@ -116,4 +129,4 @@ class ClientDisconnect:
     """Client to scheduler: I am leaving; free every task of mine."""
 
 
-Message = Union[Task, TaskCancel, TaskCancelConfirm, TaskResult, Heartbeat, ClientDisconnect]
+Message = Union[Task, TaskCancel, TaskCancelConfirm, TaskResult, TaskStarted, Heartbeat, ClientDisconnect]

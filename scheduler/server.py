@@ -46,6 +46,7 @@ from taskfate.protocol import (
     TaskID,
     TaskResult,
     TaskResultType,
+    TaskStarted,
     decode,
     encode,
 )
@@ -621,6 +622,9 @@ class Scheduler:
         worker.task = record
         dependency_results = [self._results[d] for d in record.dependencies]
         self._workers_socket.send_multipart([identity, worker_protocol.RUN, bytes(record.task_id), record.payload, *dependency_results])
+        # Tell the owner its task left the queue: informational, so faults
+        # may delay, duplicate or reorder it like any other message.
+        self._to_client(record.client, TaskStarted(record.task_id))
 
     def _kill_worker(self, identity: bytes) -> None:
         worker = self._workers.get(identity)

@@ -17,6 +17,7 @@ from taskfate.protocol import (
     TaskID,
     TaskResult,
     TaskResultType,
+    TaskStarted,
     decode,
     encode,
 )
@@ -27,6 +28,7 @@ messages = st.one_of(
     st.builds(TaskCancel, task_ids, st.booleans()),
     st.builds(TaskCancelConfirm, task_ids, st.sampled_from(CancelConfirmType)),
     st.builds(TaskResult, task_ids, st.sampled_from(TaskResultType), st.binary(max_size=64)),
+    st.builds(TaskStarted, task_ids),
     st.just(Heartbeat()),
     st.just(ClientDisconnect()),
 )
@@ -81,6 +83,11 @@ def test_non_bytes_frames_raise_protocol_error(frames):
         ([b"TK", b"\x00" * 16, b"\x01", b"", b""], "group id must be 16 bytes"),
         ([b"TK", b"\x00" * 16, b"", b"", b"\x00" * 17], "not a multiple of 16"),
         ([b"TR", b"\x00" * 16, b"\x00", 5], "frame 3 is int"),
+        ([b"TS"], "TaskStarted takes 2 frames"),
+        ([b"TS", b"\x00" * 16, b""], "TaskStarted takes 2 frames"),
+        ([b"TS", b"\x00" * 17], "task id must be 16 bytes"),
+        ([b"TS", b""], "task id must be 16 bytes"),
+        ([b"TS", 16], "frame 1 is int"),
         (None, "frames must be a sequence"),
     ],
 )
@@ -155,3 +162,13 @@ def test_a_released_buffer_raises_protocol_error():
     view.release()
     with pytest.raises(ProtocolError, match="cannot be read"):
         decode([view, b"\x00" * 16, b"\x00", b""])
+
+
+def test_task_started_has_its_own_two_frame_layout():
+    task_id = TaskID.new()
+    frames = encode(TaskStarted(task_id))
+    assert frames == [b"TS", bytes(task_id)]
+    decoded = decode([bytearray(frame) for frame in frames])
+    assert type(decoded) is TaskStarted and decoded.task_id == task_id
+    with pytest.raises(ProtocolError, match="over the limit of 15"):
+        decode(frames, max_frame_size=15)

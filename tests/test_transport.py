@@ -7,6 +7,7 @@ pytest-timeout so a hang fails instead of freezing CI.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import operator
 import os
 import random
@@ -21,7 +22,7 @@ import pytest
 import zmq
 
 from taskfate.client import Client, ConnectionLost, WorkerDied
-from taskfate.protocol import Task, TaskCancel, TaskID, TaskResult, TaskResultType, encode
+from taskfate.protocol import Heartbeat, Task, TaskCancel, TaskID, TaskResult, TaskResultType, encode
 from taskfate.protocol.calls import DependencyFailed
 from taskfate.scheduler import FaultPlan, Scheduler
 
@@ -470,3 +471,56 @@ def test_a_client_cannot_cancel_another_clients_task(scheduler, client):
         raw.close()
         for future in busy:
             future.cancel(timeout=WAIT)
+
+
+def test_the_scheduler_tells_the_owner_when_its_task_starts(scheduler):
+    from taskfate.protocol import TaskStarted, decode
+    from taskfate.protocol.calls import dump_call
+
+    raw = zmq.Context.instance().socket(zmq.DEALER)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.connect(scheduler.address)
+    try:
+        task_id = TaskID.new()
+        raw.send_multipart(encode(Task(task_id, dump_call(operator.add, (1, 2)))))
+        seen = []
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline and not any(isinstance(m, TaskResult) for m in seen):
+            if raw.poll(100):
+                message = decode(raw.recv_multipart())
+                if not isinstance(message, Heartbeat):
+                    seen.append(message)
+        assert seen[0] == TaskStarted(task_id)
+        assert isinstance(seen[1], TaskResult) and seen[1].task_id == task_id
+    finally:
+        raw.close()
+
+
+def test_a_client_takes_task_started_in_its_stride(caplog):
+    """The client's futures do not react to TaskStarted yet: it is counted as
+    not for futures, nothing is logged above debug, the result still lands."""
+    import pickle
+
+    from taskfate.protocol import TaskStarted
+
+    fake = zmq.Context.instance().socket(zmq.ROUTER)
+    fake.setsockopt(zmq.LINGER, 0)
+    port = fake.bind_to_random_port("tcp://127.0.0.1")
+    caplog.set_level("INFO", logger="taskfate")
+    try:
+        with Client(f"tcp://127.0.0.1:{port}", heartbeat_timeout=10) as client:
+            future = client.submit(operator.add, 1, 1)
+            identity, *frames = fake.recv_multipart()
+            while frames[0] != b"TK":
+                identity, *frames = fake.recv_multipart()
+            task_id = TaskID(frames[1])
+            fake.send_multipart([identity, *encode(TaskStarted(task_id))])
+            fake.send_multipart([identity, *encode(TaskStarted(TaskID.new()))])  # for nobody
+            fake.send_multipart([identity, *encode(TaskResult(task_id, TaskResultType.SUCCESS, pickle.dumps(2)))])
+            assert future.result(timeout=WAIT) == 2
+            assert client.manager.stats["not_for_futures"] == 2
+            assert client.stats["malformed"] == 0
+            assert client._thread.is_alive()
+    finally:
+        fake.close()
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
