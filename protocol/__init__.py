@@ -9,7 +9,7 @@ Decoding bytes from the network raises exactly one error type,
 :class:`ProtocolError`, whatever is wrong with them.
 """
 
-from taskfate.protocol.codec import DEFAULT_MAX_FRAME_SIZE, decode, encode
+from taskfate.protocol.codec import DEFAULT_MAX_DEPENDENCIES, DEFAULT_MAX_FRAME_SIZE, MAX_FRAMES, decode, encode
 from taskfate.protocol.errors import ProtocolError
 from taskfate.protocol.messages import (
     CancelConfirmType,
@@ -26,7 +26,9 @@ from taskfate.protocol.messages import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_DEPENDENCIES",
     "DEFAULT_MAX_FRAME_SIZE",
+    "MAX_FRAMES",
     "CancelConfirmType",
     "ClientDisconnect",
     "Heartbeat",

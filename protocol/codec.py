@@ -42,6 +42,20 @@ from taskfate.protocol.messages import (
 #: garbage peer cannot make a client buffer gigabytes per message.
 DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 
+#: Dependencies one ``Task`` may name, unless the caller passes another
+#: limit. The dependency frame is the only count a frame carries, and each
+#: id costs an object: without a bound, a frame just under the size limit
+#: holds four million ids and takes seconds and hundreds of megabytes to
+#: decode. The length of the frame is checked against this before any id
+#: is built, so the worst acceptable ``Task`` decodes in about a millisecond
+#: on a slow machine (``bench/messages.py`` prints the figure). A scheduler
+#: that needs wider fan-in raises it (``Scheduler(max_dependencies=...)``).
+DEFAULT_MAX_DEPENDENCIES = 1024
+
+#: No message has more frames than a ``Task``; a frame list is refused on
+#: its length before any frame is looked at beyond the first.
+MAX_FRAMES = 5
+
 _TASK = b"TK"
 _CANCEL = b"TC"
 _CONFIRM = b"CC"
@@ -192,14 +206,25 @@ def encode(message: Message) -> list[bytes]:
     raise TypeError(f"not a taskfate message: {message!r}")
 
 
-def decode(frames: Sequence[Any], *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> Message:
+def decode(
+    frames: Sequence[Any],
+    *,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    max_dependencies: int = DEFAULT_MAX_DEPENDENCIES,
+) -> Message:
     """The message carried by ``frames``.
 
     Accepts any bytes-like frames (``bytes``, ``bytearray``, ``memoryview``,
     ``zmq.Frame``). Raises :class:`ProtocolError`, and nothing else, when the
     input is not a well-formed message: unknown tag, wrong number of frames, a
     task id that is not 16 bytes, an enum value out of range, a frame over
-    ``max_frame_size`` bytes, or a non-bytes frame.
+    ``max_frame_size`` bytes, a ``Task`` naming more than ``max_dependencies``
+    dependencies, or a non-bytes frame.
+
+    The cost is bounded whatever the input: the frame count is checked
+    against the tag's before the other frames are read, and the dependency
+    frame's length before any id is built. What remains is at most one copy
+    of each frame that is not already ``bytes`` (none for pyzmq's lists).
     """
     kind = type(frames)
     if kind is list or kind is tuple:  # the common case, checked cheaply
@@ -256,13 +281,21 @@ def decode(frames: Sequence[Any], *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZ
             raise ProtocolError(f"frames have no usable length: {error}") from None
     if count == 0:
         raise ProtocolError("no frames")
-    parts = [_as_bytes(frame, index, max_frame_size) for index, frame in enumerate(frames)]
-    entry = _DECODERS.get(parts[0])
+    # The tag alone says how many frames follow: nothing else is read (or
+    # copied) before the count agrees, so a list of a million frames costs
+    # no more than a list of six.
+    tag = _as_bytes(frames[0], 0, max_frame_size)
+    entry = _DECODERS.get(tag)
     if entry is None:
-        raise ProtocolError(f"unknown message tag {parts[0][:16]!r}")
+        raise ProtocolError(f"unknown message tag {tag[:16]!r}")
     name, expected, decoder = entry
     if count != expected:
         raise ProtocolError(f"{name} takes {expected} frames, got {count}")
+    parts = [tag]
+    for index in range(1, count):
+        parts.append(_as_bytes(frames[index], index, max_frame_size))
+    if decoder is _decode_task:
+        return _decode_task(parts, max_dependencies)
     return decoder(parts)
 
 
@@ -293,16 +326,19 @@ def _enum_byte(raw: bytes, members: tuple[Any, ...], what: str) -> Any:
     return members[raw[0]]
 
 
-def _decode_task(parts: list[bytes]) -> Task:
+def _decode_task(parts: list[bytes], max_dependencies: int = DEFAULT_MAX_DEPENDENCIES) -> Task:
     _, tid, gid, payload, deps = parts
     if len(deps) % TASK_ID_SIZE:
         raise ProtocolError(f"dependency frame is {len(deps)} bytes, not a multiple of {TASK_ID_SIZE}")
-    return Task(
-        _task_id(tid, "task id"),
-        payload,
-        None if not gid else _task_id(gid, "group id"),
-        tuple(TaskID(deps[i : i + TASK_ID_SIZE]) for i in range(0, len(deps), TASK_ID_SIZE)),
-    )
+    if len(deps) > max_dependencies * TASK_ID_SIZE:
+        raise ProtocolError(
+            f"the task names {len(deps) // TASK_ID_SIZE} dependencies, over the limit of {max_dependencies}"
+        )
+    task_id = _task_id(tid, "task id")
+    group_id = None if not gid else _task_id(gid, "group id")
+    # The lengths are right by construction: skip TaskID's own check.
+    dependencies = tuple(_new_bytes(TaskID, deps[i : i + TASK_ID_SIZE]) for i in range(0, len(deps), TASK_ID_SIZE))
+    return Task(task_id, payload, group_id, dependencies)
 
 
 def _decode_cancel(parts: list[bytes]) -> TaskCancel:

@@ -34,6 +34,7 @@ import zmq
 
 from taskfate.fsm.table import Executor
 from taskfate.protocol import (
+    DEFAULT_MAX_DEPENDENCIES,
     DEFAULT_MAX_FRAME_SIZE,
     CancelConfirmType,
     ClientDisconnect,
@@ -220,6 +221,7 @@ class Scheduler:
         heartbeat_interval: float = 0.5,
         client_timeout: float = 10.0,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_dependencies: int = DEFAULT_MAX_DEPENDENCIES,
         curve_secret_key: bytes | None = None,
         curve_public_key: bytes | None = None,
     ) -> None:
@@ -232,6 +234,7 @@ class Scheduler:
         self.heartbeat_interval = heartbeat_interval
         self.client_timeout = client_timeout
         self.max_frame_size = max_frame_size
+        self.max_dependencies = max_dependencies
         self.stats: collections.Counter[str] = collections.Counter()
         self._curve = (curve_secret_key, curve_public_key)
         self._executor = Executor(slc.compiled(), SchedulerTask)
@@ -403,7 +406,7 @@ class Scheduler:
                 return
             identity, body = frames[0], frames[1:]
             try:
-                message = decode(body, max_frame_size=self.max_frame_size)
+                message = decode(body, max_frame_size=self.max_frame_size, max_dependencies=self.max_dependencies)
             except ProtocolError as error:
                 self.stats["malformed"] += 1
                 _log.warning("dropped malformed frames from client %s: %s", identity.hex(), error.reason)

@@ -172,3 +172,52 @@ def test_task_started_has_its_own_two_frame_layout():
     assert type(decoded) is TaskStarted and decoded.task_id == task_id
     with pytest.raises(ProtocolError, match="over the limit of 15"):
         decode(frames, max_frame_size=15)
+
+
+def test_dependencies_over_the_limit_are_refused_by_count():
+    ids = tuple(TaskID.new() for _ in range(3))
+    frames = encode(Task(TaskID.new(), b"p", TaskID.new(), ids))
+    assert decode(frames, max_dependencies=3).dependencies == ids
+    with pytest.raises(ProtocolError, match="names 3 dependencies, over the limit of 2"):
+        decode(frames, max_dependencies=2)
+
+
+def test_the_default_dependency_limit_is_documented_and_enforced():
+    from taskfate.protocol import DEFAULT_MAX_DEPENDENCIES
+
+    at_limit = [b"TK", b"\x00" * 16, b"", b"", b"\x01" * 16 * DEFAULT_MAX_DEPENDENCIES]
+    assert len(decode(at_limit).dependencies) == DEFAULT_MAX_DEPENDENCIES
+    # The frame that used to stall a scheduler: four million ids, just under 64 MiB.
+    with pytest.raises(ProtocolError, match="over the limit of"):
+        decode([b"TK", b"\x00" * 16, b"", b"", bytes(64 * 1024 * 1024 - 16)])
+
+
+class _Watched(list):
+    """A frame list that records which frames were read."""
+
+    def __init__(self, frames):
+        super().__init__(frames)
+        self.read: set[int] = set()
+
+    def __getitem__(self, index):
+        self.read.add(index)
+        return super().__getitem__(index)
+
+    def __iter__(self):
+        self.read.update(range(len(self)))
+        return super().__iter__()
+
+
+@pytest.mark.parametrize("tag", [b"TK", b"HB", b"TS", b"TR"])
+def test_a_list_of_too_many_frames_is_refused_before_the_rest_is_read(tag):
+    frames = _Watched([tag] + [b""] * 100_000)
+    with pytest.raises(ProtocolError, match="frames, got 100001"):
+        decode(frames)
+    assert frames.read == {0}
+
+
+def test_an_unknown_tag_is_refused_before_the_other_frames_are_read():
+    frames = _Watched([b"??", 5, None, object()])
+    with pytest.raises(ProtocolError, match="unknown message tag"):
+        decode(frames)
+    assert frames.read == {0}
