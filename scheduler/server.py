@@ -12,6 +12,14 @@ Clients speak the taskfate protocol to a ROUTER socket. Workers are spawned
 processes speaking the private protocol of ``taskfate.scheduler.worker`` to a
 second ROUTER bound on loopback. A worker that dies is noticed through its
 process sentinel (polled beside the sockets) and replaced.
+
+What one peer can cost the others is bounded here: no message is read past
+the frames its tag allows (the rest of a longer one is discarded in slices,
+so the loop keeps turning), each client may hold only so many unfinished
+tasks and queued bytes, ready tasks are handed out round-robin across
+clients, a worker runs the code of one client only (it is replaced before
+it serves another), and a result is passed only to tasks of the same client
+and group. docs/transport.md says what is and is not guaranteed.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import zmq
 
@@ -36,6 +44,7 @@ from taskfate.fsm.table import Executor
 from taskfate.protocol import (
     DEFAULT_MAX_DEPENDENCIES,
     DEFAULT_MAX_FRAME_SIZE,
+    MAX_FRAMES,
     CancelConfirmType,
     ClientDisconnect,
     Heartbeat,
@@ -52,6 +61,7 @@ from taskfate.protocol import (
     encode,
 )
 from taskfate.protocol.calls import DependencyFailed, dump_error
+from taskfate.protocol.errors import MalformedInputLog
 from taskfate.protocol.messages import TASK_ID_SIZE
 from taskfate.scheduler import lifecycle as slc
 from taskfate.scheduler import worker as worker_protocol
@@ -59,6 +69,21 @@ from taskfate.scheduler import worker as worker_protocol
 _log = logging.getLogger("taskfate.scheduler")
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5560"
+
+#: Unfinished tasks one client may hold; more are refused with a failure.
+DEFAULT_MAX_CLIENT_TASKS = 100_000
+#: Bytes of payload one client may have waiting for a worker.
+DEFAULT_MAX_CLIENT_BYTES = 1 << 30
+#: Frames of one over-long message discarded per turn of the loop, so a
+#: message of millions of frames delays the loop by slices, never freezes it.
+_DISCARD_SLICE = 20_000
+#: ZeroMQ drops a connection that sends a frame over this many times the
+#: decoder's limit: a frame up to it is refused with a reason (and its task
+#: failed), a larger one would only cost memory to hold.
+_HARD_FRAME_FACTOR = 2
+#: The environment variable that hands a worker its secret identity (argv
+#: would show it to every local user).
+WORKER_IDENTITY_ENV = "TASKFATE_WORKER_IDENTITY"
 
 
 @dataclass
@@ -107,6 +132,27 @@ class FaultPlan:
         )
 
 
+#: The most frames a worker's message has after its identity (DONE).
+_WORKER_MAX_FRAMES = 4
+#: What a worker may report: a worker never says its own death.
+_WORKER_RESULT_CODES = {bytes((kind,)): kind for kind in (TaskResultType.SUCCESS, TaskResultType.FAILED)}
+
+
+def load_secret_certificate(path: str | os.PathLike[str]) -> tuple[bytes, bytes]:
+    """``(public, secret)`` from a ZeroMQ secret certificate file; a clear
+    ``ValueError`` for a file that holds no secret key (a public
+    certificate passed by mistake) or cannot be read."""
+    import zmq.auth
+
+    try:
+        public, secret = zmq.auth.load_certificate(os.fspath(path))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read the CURVE certificate {os.fspath(path)!r}: {error}") from None
+    if secret is None:
+        raise ValueError(f"{os.fspath(path)!r} holds no secret key: pass the secret certificate (.key_secret)")
+    return public, secret
+
+
 class SchedulerTask:
     """The scheduler's record of one task: the model its lifecycle drives.
 
@@ -114,7 +160,7 @@ class SchedulerTask:
     ``taskfate.scheduler.lifecycle``; they run on the scheduler thread.
     """
 
-    __slots__ = ("task_id", "client", "group_id", "payload", "dependencies", "waiting_on", "dependants", "state", "worker", "server")
+    __slots__ = ("task_id", "client", "group_id", "payload", "dependencies", "waiting_on", "dependants", "state", "worker", "server", "result")
 
     def __init__(self, server: Scheduler, client: bytes, task: Task) -> None:
         self.server = server
@@ -127,9 +173,10 @@ class SchedulerTask:
         self.dependants: list[SchedulerTask] = []
         self.state = slc.INITIAL
         self.worker: bytes | None = None
+        self.result: bytes | None = None  # a success's payload, for dependants
 
     def enqueue(self, _: object) -> None:
-        self.server._ready.append(self)
+        self.server._enqueue(self)
 
     def start_on_worker(self, worker: bytes) -> None:
         self.worker = worker
@@ -138,7 +185,7 @@ class SchedulerTask:
     def send_result(self, answer: tuple[TaskResultType, bytes]) -> None:
         result_type, payload = answer
         if result_type == TaskResultType.SUCCESS and self.group_id is not None:
-            self.server._keep_result(self.group_id, self.task_id, payload)
+            self.result = payload
         self.server._to_client(self.client, TaskResult(self.task_id, result_type, payload))
 
     def send_worker_died(self, detail: str) -> None:
@@ -182,9 +229,11 @@ class SchedulerTask:
 
 @dataclass
 class _Worker:
-    identity: bytes
+    identity: bytes  # secret: random, handed over in the environment
+    name: str  # for logs: w0, w1, ...
     process: subprocess.Popen[bytes]
     exit_fd: int | None  # a pidfd, readable once the process exits (Linux)
+    owner: bytes | None = None  # the one client whose code it may run
     ready: bool = False
     task: SchedulerTask | None = None
     killed: bool = False
@@ -199,6 +248,58 @@ class _Worker:
 class _Client:
     last_seen: float
     tasks: set[TaskID] = field(default_factory=set)
+    queued_bytes: int = 0  # payloads not yet handed to a worker
+
+
+class _Outcome(NamedTuple):
+    """How a finished graph node ended, kept while its graph may still
+    send dependants: only tasks of the same ``client`` and ``group_id``
+    may use it."""
+
+    client: bytes
+    group_id: TaskID
+    state: str
+    result: bytes | None
+
+
+class _Inbox:
+    """Reads a ROUTER socket one message at a time, never taking more than
+    ``max_frames`` frames of a message (after the identity) into Python.
+
+    The rest of a longer message is discarded in slices of
+    ``_DISCARD_SLICE`` frames per call, so a message of millions of frames
+    costs the loop a few milliseconds per turn rather than seconds at once.
+    """
+
+    def __init__(self, socket: zmq.Socket[Any], max_frames: int) -> None:
+        self.socket = socket
+        self.max_frames = max_frames
+        self.discarding = False
+
+    def receive(self) -> tuple[list[bytes], bool] | None:
+        """``(frames, complete)`` for the next message, or None when nothing
+        is waiting or an over-long message is still being discarded
+        (:attr:`discarding`); ``complete`` is False for a message cut short."""
+        socket = self.socket
+        if self.discarding:
+            for _ in range(_DISCARD_SLICE):
+                if not socket.getsockopt(zmq.RCVMORE):
+                    self.discarding = False
+                    break
+                socket.recv(copy=False)
+            else:
+                return None
+        try:
+            frames: list[bytes] = [socket.recv(zmq.NOBLOCK)]
+        except zmq.Again:
+            return None
+        limit = self.max_frames + 1
+        while socket.getsockopt(zmq.RCVMORE):
+            if len(frames) == limit:
+                self.discarding = True
+                return frames, False
+            frames.append(socket.recv())
+        return frames, True
 
 
 class Scheduler:
@@ -207,9 +308,20 @@ class Scheduler:
     Use as a context manager (starts on enter, stops on exit) or call
     :meth:`start` / :meth:`stop`; :meth:`serve_forever` runs it in the
     calling thread instead. ``address`` may end in ``:*`` for a free port;
-    :attr:`address` then tells the one bound. Binding beyond loopback should
-    come with CURVE keys (``curve_secret_key`` / ``curve_public_key``, from
-    ``zmq.curve_keypair()``).
+    :attr:`address` then tells the one bound.
+
+    CURVE: ``curve_certificate`` is the scheduler's secret certificate file
+    (as ``zmq.auth.create_certificates`` writes it; or pass the raw
+    ``curve_secret_key`` and ``curve_public_key``), and ``curve_clients`` a
+    directory of the public certificates of the clients it admits, checked by
+    pyzmq's authenticator on every connection. Either both or neither.
+
+    ``isolate_clients`` (default on): a worker runs the tasks of one client
+    only, and is replaced by a fresh process before it serves another.
+    ``max_client_tasks`` and ``max_client_bytes`` bound what one client may
+    hold (unfinished tasks; payload bytes waiting for a worker); a task over
+    either is refused with a failure. ``max_dependencies`` bounds the
+    dependencies one task may name.
     """
 
     def __init__(
@@ -222,11 +334,29 @@ class Scheduler:
         client_timeout: float = 10.0,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_dependencies: int = DEFAULT_MAX_DEPENDENCIES,
+        max_client_tasks: int = DEFAULT_MAX_CLIENT_TASKS,
+        max_client_bytes: int = DEFAULT_MAX_CLIENT_BYTES,
+        isolate_clients: bool = True,
+        curve_certificate: str | os.PathLike[str] | None = None,
+        curve_clients: str | os.PathLike[str] | None = None,
         curve_secret_key: bytes | None = None,
         curve_public_key: bytes | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("a scheduler needs at least one worker")
+        if curve_certificate is not None:
+            if curve_secret_key is not None or curve_public_key is not None:
+                raise ValueError("pass curve_certificate or the raw CURVE keys, not both")
+            curve_public_key, curve_secret_key = load_secret_certificate(curve_certificate)
+        if (curve_secret_key is None) != (curve_public_key is None):
+            raise ValueError("CURVE needs both the secret and the public key")
+        if (curve_secret_key is None) != (curve_clients is None):
+            raise ValueError(
+                "CURVE needs both the scheduler's keys and curve_clients, the directory of admitted "
+                "clients' public certificates: encryption without an allow-list would admit anyone"
+            )
+        if curve_clients is not None and not os.path.isdir(curve_clients):
+            raise ValueError(f"curve_clients {os.fspath(curve_clients)!r} is not a directory")
         self.requested_address = address
         self.address = address
         self.n_workers = workers
@@ -235,8 +365,17 @@ class Scheduler:
         self.client_timeout = client_timeout
         self.max_frame_size = max_frame_size
         self.max_dependencies = max_dependencies
+        self.max_client_tasks = max_client_tasks
+        self.max_client_bytes = max_client_bytes
+        self.isolate_clients = isolate_clients
         self.stats: collections.Counter[str] = collections.Counter()
         self._curve = (curve_secret_key, curve_public_key)
+        self._curve_clients = None if curve_clients is None else os.fspath(curve_clients)
+        self._authenticator: Any = None
+        self._malformed = MalformedInputLog(_log, "dropped malformed frames")
+        self._unexpected = MalformedInputLog(_log, "dropped a message clients do not send")
+        self._refusals = MalformedInputLog(_log, "refused a task")
+        self._worker_errors = MalformedInputLog(_log, "retired a worker that broke the worker protocol")
         self._executor = Executor(slc.compiled(), SchedulerTask)
         self._context: zmq.Context[Any] | None = None
         self._thread: threading.Thread | None = None
@@ -248,11 +387,17 @@ class Scheduler:
         # Everything below belongs to the scheduler thread.
         self._tasks: dict[TaskID, SchedulerTask] = {}
         self._groups: dict[TaskID, set[TaskID]] = {}
-        self._results: dict[TaskID, bytes] = {}
-        self._group_results: dict[TaskID, list[TaskID]] = {}
+        # Finished graph nodes, by task id and by graph, until the graph has
+        # had no live node for client_timeout seconds.
+        self._finished: dict[TaskID, _Outcome] = {}
+        self._group_finished: dict[TaskID, list[TaskID]] = {}
+        self._group_due: dict[TaskID, float] = {}
         self._expiring: collections.deque[tuple[float, TaskID]] = collections.deque()
         self._clients: dict[bytes, _Client] = {}
-        self._ready: collections.deque[SchedulerTask] = collections.deque()
+        # Ready tasks, one queue per client, and the clients with ready
+        # tasks in the order their turns come (each at most once).
+        self._ready: dict[bytes, collections.deque[SchedulerTask]] = {}
+        self._turns: collections.deque[bytes] = collections.deque()
         self._workers: dict[bytes, _Worker] = {}
         self._idle: collections.deque[bytes] = collections.deque()
         self._worker_ids = itertools.count()
@@ -311,8 +456,20 @@ class Scheduler:
         self._clients_socket = self._context.socket(zmq.ROUTER)
         self._clients_socket.setsockopt(zmq.LINGER, 0)
         self._clients_socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self._clients_socket.setsockopt(zmq.MAXMSGSIZE, min(self.max_frame_size * _HARD_FRAME_FACTOR, 2**62))
         secret, public = self._curve
         if secret is not None:
+            from zmq.auth.thread import ThreadAuthenticator
+
+            # pyzmq's ZAP handler, on its own thread in our context: every
+            # CURVE handshake is checked against the certificates in the
+            # directory (read once, here), before any message is delivered.
+            self._authenticator = ThreadAuthenticator(self._context, log=logging.getLogger("taskfate.scheduler.auth"))
+            self._authenticator.start()
+            self._authenticator.configure_curve(domain="*", location=self._curve_clients)
+            admitted = len(self._authenticator.certs.get("*", {}))
+            if not admitted:
+                _log.warning("no client certificates in %s: no client will be admitted", self._curve_clients)
             self._clients_socket.curve_secretkey = secret
             self._clients_socket.curve_publickey = public
             self._clients_socket.curve_server = True
@@ -327,6 +484,8 @@ class Scheduler:
         self._workers_socket.setsockopt(zmq.LINGER, 0)
         port = self._workers_socket.bind_to_random_port("tcp://127.0.0.1")
         self._workers_address = f"tcp://127.0.0.1:{port}"
+        self._clients_inbox = _Inbox(self._clients_socket, MAX_FRAMES)
+        self._workers_inbox = _Inbox(self._workers_socket, _WORKER_MAX_FRAMES)
         for _ in range(self.n_workers):
             self._add_worker()
         _log.info("scheduler serving %s with %d workers", self.address, self.n_workers)
@@ -339,11 +498,14 @@ class Scheduler:
             try:
                 worker.process.wait(5)
             except subprocess.TimeoutExpired:
-                _log.warning("worker %s did not exit", worker.identity.decode())
+                _log.warning("worker %s did not exit", worker.name)
             worker.close()
         self._workers.clear()
         self._clients_socket.close(0)
         self._workers_socket.close(0)
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._authenticator = None
         if self._context is not None:
             self._context.term()
         for fd in (self._wake_r, self._wake_w):
@@ -372,15 +534,17 @@ class Scheduler:
                 wait = min(wait, max(0.0, self._held[0][0] - now))
             if self._respawns:
                 wait = min(wait, max(0.0, self._respawns[0] - now))
+            if self._clients_inbox.discarding or self._workers_inbox.discarding:
+                wait = 0.0  # the rest of an over-long message is still to go
             ready = dict(poller.poll(int(wait * 1000) + 1))
             if self._wake_r in ready:
                 try:
                     os.read(self._wake_r, 4096)
                 except OSError:
                     pass
-            if self._clients_socket in ready:
+            if self._clients_socket in ready or self._clients_inbox.discarding:
                 self._drain_clients()
-            if self._workers_socket in ready:
+            if self._workers_socket in ready or self._workers_inbox.discarding:
                 self._drain_workers()
             for worker in list(self._workers.values()):
                 if worker.exit_fd in ready or (worker.exit_fd is None and worker.process.poll() is not None):
@@ -398,18 +562,21 @@ class Scheduler:
     # -- Clients ---------------------------------------------------------------
 
     def _drain_clients(self) -> None:
-        socket = self._clients_socket
+        inbox = self._clients_inbox
         for _ in range(1000):  # stay fair to workers under a flood
-            try:
-                frames = socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
+            received = inbox.receive()
+            if received is None:
                 return
-            identity, body = frames[0], frames[1:]
+            (identity, *body), complete = received
+            if not complete:
+                self.stats["malformed"] += 1
+                self._malformed.report(f"client {identity.hex()}", f"a message of more than {MAX_FRAMES} frames")
+                continue
             try:
                 message = decode(body, max_frame_size=self.max_frame_size, max_dependencies=self.max_dependencies)
             except ProtocolError as error:
                 self.stats["malformed"] += 1
-                _log.warning("dropped malformed frames from client %s: %s", identity.hex(), error.reason)
+                self._malformed.report(f"client {identity.hex()}", error.reason)
                 self._refuse_unreadable_task(identity, body, error)
                 continue
             try:
@@ -437,7 +604,7 @@ class Scheduler:
             self._client_gone(identity, "disconnected")
         else:
             self.stats["unexpected"] += 1
-            _log.warning("client %s sent %s, which clients do not send", identity.hex(), kind.__name__)
+            self._unexpected.report(f"client {identity.hex()}", kind.__name__)
 
     def _refuse_unreadable_task(self, identity: bytes, body: list[bytes], error: ProtocolError) -> None:
         """A Task frame set that names its task id but cannot be accepted
@@ -448,40 +615,65 @@ class Scheduler:
 
     def _refuse(self, identity: bytes, task: Task, reason: str) -> None:
         self.stats["refused"] += 1
-        _log.warning("refused task %s from client %s: %s", task.task_id.hex(), identity.hex(), reason)
+        self._refusals.report(f"client {identity.hex()}", f"task {task.task_id.hex()}: {reason}")
         error = RuntimeError(f"the scheduler refused the task: {reason}")
         self._to_client(identity, TaskResult(task.task_id, TaskResultType.FAILED, dump_error(error)))
 
     def _submit(self, identity: bytes, client: _Client, task: Task) -> None:
         held = self._tasks.get(task.task_id)
-        if held is not None:
+        if held is not None or task.task_id in self._finished:
+            # A task id is the client's own choice: a repeat changes nothing,
+            # and someone else's id gets no answer that would say it exists.
             self.stats["duplicate_task"] += 1
-            if held.client != identity:
-                _log.warning("client %s reused task id %s held by another client; ignored", identity.hex(), task.task_id.hex())
+            return
+        if len(client.tasks) >= self.max_client_tasks:
+            self._refuse(identity, task, f"this client already has {len(client.tasks)} unfinished tasks, the limit is {self.max_client_tasks}")
+            return
+        if client.queued_bytes + len(task.payload) > self.max_client_bytes:
+            self._refuse(
+                identity,
+                task,
+                f"this client's queued payloads would reach {client.queued_bytes + len(task.payload)} bytes, "
+                f"over the limit of {self.max_client_bytes}",
+            )
             return
         if task.dependencies and task.group_id is None:
             self._refuse(identity, task, "a task with dependencies must belong to a group (graph)")
             return
-        foreign = [d for d in task.dependencies if d in self._tasks and self._tasks[d].group_id != task.group_id]
-        if foreign or task.task_id in task.dependencies:
-            self._refuse(identity, task, "dependencies must be other tasks of the same group")
-            return
+        parents: list[SchedulerTask] = []
+        failed: TaskID | None = None
+        canceled = False
+        for dependency in task.dependencies:
+            # Only a node of this client's own graph, live or finished, may
+            # be named: anything else (another client's, another group's,
+            # unknown, the task itself) gets the same answer, which says
+            # nothing about whether that id exists.
+            parent = self._tasks.get(dependency)
+            if parent is not None and parent.client == identity and parent.group_id == task.group_id:
+                parents.append(parent)
+                continue
+            outcome = self._finished.get(dependency) if parent is None else None
+            if outcome is None or outcome.client != identity or outcome.group_id != task.group_id:
+                self._refuse(identity, task, f"dependency {dependency.hex()} is not an earlier task of this client's group")
+                return
+            if outcome.state == slc.FAILED and failed is None:
+                failed = dependency
+            elif outcome.state == slc.CANCELED:
+                canceled = True
         record = SchedulerTask(self, identity, task)
         self._tasks[task.task_id] = record
         client.tasks.add(task.task_id)
+        client.queued_bytes += len(task.payload)
         if task.group_id is not None:
             self._groups.setdefault(task.group_id, set()).add(task.task_id)
         self.stats["tasks"] += 1
-        missing = None
-        for dependency in task.dependencies:
-            parent = self._tasks.get(dependency)
-            if parent is not None:
-                record.waiting_on.add(dependency)
-                parent.dependants.append(record)
-            elif dependency not in self._results:
-                missing = dependency
-        if missing is not None:
-            self._fire(record, slc.DEPENDENCY_FAILED, missing)
+        for parent in parents:
+            record.waiting_on.add(parent.task_id)
+            parent.dependants.append(record)
+        if failed is not None:
+            self._fire(record, slc.DEPENDENCY_FAILED, failed)
+        elif canceled:
+            self._fire(record, slc.DEPENDENCY_CANCELED)
         elif not record.waiting_on:
             self._fire(record, slc.DEPENDENCIES_MET)
 
@@ -514,15 +706,25 @@ class Scheduler:
             record = self._tasks.get(task_id)
             if record is not None:
                 self._fire(record, slc.CLIENT_GONE)
+        if self._ready.pop(identity, None) is not None:
+            self._turns.remove(identity)
 
     def _heartbeat(self, now: float) -> None:
         while self._expiring and self._expiring[0][0] <= now:
-            _, group_id = self._expiring.popleft()
-            if group_id not in self._groups:
-                for task_id in self._group_results.pop(group_id, ()):
-                    self._results.pop(task_id, None)
+            due, group_id = self._expiring.popleft()
+            if group_id not in self._groups and self._group_due.get(group_id) == due:
+                del self._group_due[group_id]
+                for task_id in self._group_finished.pop(group_id, ()):
+                    self._finished.pop(task_id, None)
+        for report in (self._malformed, self._unexpected, self._refusals, self._worker_errors):
+            report.flush()
+        # A client is judged silent only once its input has been read: while
+        # messages wait (a flood from someone else ahead of them), its
+        # heartbeats may be among them.
+        events: int = self._clients_socket.getsockopt(zmq.EVENTS)  # type: ignore[assignment]
+        behind = self._clients_inbox.discarding or bool(events & zmq.POLLIN)
         for identity, client in list(self._clients.items()):
-            if now - client.last_seen > self.client_timeout:
+            if now - client.last_seen > self.client_timeout and not behind:
                 self._client_gone(identity, f"silent for {self.client_timeout}s")
             else:
                 self._to_client(identity, Heartbeat(), faults=False)
@@ -538,21 +740,25 @@ class Scheduler:
         client = self._clients.get(record.client)
         if client is not None:
             client.tasks.discard(record.task_id)
-        if record.group_id is not None:
-            members = self._groups.get(record.group_id)
+            client.queued_bytes -= len(record.payload)  # nothing if it had started
+        record.payload = b""
+        group_id = record.group_id
+        if group_id is not None:
+            # Kept for nodes still on their way (a graph arrives as a burst
+            # of messages, not atomically), and only for them: the same
+            # client and group.
+            self._finished[record.task_id] = _Outcome(record.client, group_id, record.state, record.result)
+            self._group_finished.setdefault(group_id, []).append(record.task_id)
+            members = self._groups.get(group_id)
             if members is not None:
                 members.discard(record.task_id)
                 if not members:
-                    # The graph's live part is over. Its results stay a while
-                    # for nodes still on their way (a graph arrives as a burst
-                    # of messages, not atomically), then go.
-                    del self._groups[record.group_id]
-                    if record.group_id in self._group_results:
-                        self._expiring.append((time.monotonic() + self.client_timeout, record.group_id))
-
-    def _keep_result(self, group_id: TaskID, task_id: TaskID, payload: bytes) -> None:
-        self._results[task_id] = payload
-        self._group_results.setdefault(group_id, []).append(task_id)
+                    # The graph's live part is over: its outcomes go once it
+                    # has stayed over for client_timeout.
+                    del self._groups[group_id]
+                    due = time.monotonic() + self.client_timeout
+                    self._group_due[group_id] = due
+                    self._expiring.append((due, group_id))
 
     def _confirm(self, identity: bytes, task_id: TaskID, kind: CancelConfirmType) -> None:
         if self.faults.silent_cancels:
@@ -562,74 +768,183 @@ class Scheduler:
 
     # -- Workers -------------------------------------------------------------------
 
-    def _add_worker(self) -> None:
-        identity = b"w%d" % next(self._worker_ids)
+    def _add_worker(self, owner: bytes | None = None) -> None:
+        """Start a worker process. Its identity is random and reaches it
+        through the environment, so another local process that connects to
+        the worker socket cannot pass for it (nor learn its name from
+        ``ps``); ``owner`` promises it to one client before it has run
+        anything."""
+        number = next(self._worker_ids)
+        identity = os.urandom(16).hex().encode()
         process = subprocess.Popen(
             [
                 sys.executable,
                 "-c",
                 worker_protocol.LAUNCH,
                 self._workers_address,
-                identity.decode(),
                 str(os.getpid()),
                 str(self.max_frame_size),
             ],
             stdin=subprocess.DEVNULL,
+            env={**os.environ, WORKER_IDENTITY_ENV: identity.decode()},
         )
         try:
             exit_fd: int | None = os.pidfd_open(process.pid)
         except (AttributeError, OSError):
             exit_fd = None
-        self._workers[identity] = _Worker(identity, process, exit_fd)
+        self._workers[identity] = _Worker(identity, f"w{number}", process, exit_fd, owner=owner)
 
     def _drain_workers(self) -> None:
-        socket = self._workers_socket
-        while True:
-            try:
-                frames = socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
+        inbox = self._workers_inbox
+        for _ in range(1000):
+            received = inbox.receive()
+            if received is None:
                 return
-            identity, kind = frames[0], frames[1]
+            (identity, *body), complete = received
             worker = self._workers.get(identity)
-            if worker is None or worker.killed:
+            if worker is None:
+                self.stats["worker_strangers"] += 1  # not a worker of ours: no answer
+                continue
+            if worker.killed:
                 continue  # a worker we stopped: its last words do not count
-            if kind == worker_protocol.READY:
-                worker.ready = True
-                self._idle.append(identity)
-            elif kind == worker_protocol.DONE and len(frames) == 5:
-                task_id, result_type, payload = frames[2], frames[3], frames[4]
+            problem = self._on_worker_message(worker, body) if complete else "a message of too many frames"
+            if problem is not None:
+                self.stats["worker_malformed"] += 1
+                self._worker_errors.report(f"worker {worker.name}", problem)
                 record = worker.task
-                worker.task = None
-                self._idle.append(identity)
-                if record is None or record.task_id != task_id:
-                    continue
-                record.worker = None
-                kind_ = TaskResultType(result_type[0])
-                event = slc.FINISH_SUCCESS if kind_ == TaskResultType.SUCCESS else slc.FINISH_FAILURE
-                self._fire(record, event, (kind_, payload))
+                self._kill_worker(identity)
+                if record is not None:
+                    record.worker = None
+                    self._fire(record, slc.WORKER_LOST, f"worker {worker.name} broke the worker protocol: {problem}")
+
+    def _on_worker_message(self, worker: _Worker, body: list[bytes]) -> str | None:
+        """Act on one message from ``worker``; what is wrong with it, if
+        anything (the caller then retires the worker: a worker that speaks
+        garbage cannot be trusted with the next task either)."""
+        kind = body[0] if body else b""
+        if kind == worker_protocol.READY:
+            if len(body) != 1:
+                return "READY takes no frames"
+            if worker.ready:
+                return "READY twice"
+            worker.ready = True
+            self._idle.append(worker.identity)
+            return None
+        if kind != worker_protocol.DONE:
+            return f"unknown message {kind[:16]!r}"
+        if len(body) != 4:
+            return f"DONE takes 3 frames, got {len(body) - 1}"
+        task_id, code, payload = body[1], body[2], body[3]
+        record = worker.task
+        if record is None or task_id != record.task_id:
+            return "DONE for a task it is not running"
+        if code not in _WORKER_RESULT_CODES:
+            return f"bad result type {code[:8]!r}"
+        result_type = _WORKER_RESULT_CODES[code]
+        worker.task = None
+        record.worker = None
+        self._idle.append(worker.identity)
+        if len(payload) > self.max_frame_size:
+            # The worker checks this itself; one that did not still must not
+            # make the client refuse a frame and wait forever.
+            result_type = TaskResultType.FAILED
+            payload = dump_error(RuntimeError(f"result of {len(payload)} bytes is over the frame limit of {self.max_frame_size}"))
+        event = slc.FINISH_SUCCESS if result_type == TaskResultType.SUCCESS else slc.FINISH_FAILURE
+        self._fire(record, event, (result_type, payload))
+        return None
+
+    def _enqueue(self, record: SchedulerTask) -> None:
+        queue = self._ready.get(record.client)
+        if queue is None:
+            queue = self._ready[record.client] = collections.deque()
+            self._turns.append(record.client)
+        queue.append(record)
 
     def _dispatch(self) -> None:
-        while self._ready and self._idle:
-            record = self._ready.popleft()
-            if record.state != slc.QUEUED:
-                continue  # cancelled while queued
-            identity = self._idle.popleft()
+        """Hand ready tasks to idle workers, one per client in turn.
+
+        A client whose turn comes while no idle worker may run its code
+        (every idle one has served another client) skips the turn and may
+        have an idle worker replaced by a fresh one promised to it: when that
+        worker's owner has nothing else ready, or owns more than one worker
+        more than this client does, so that clients with backlogs come to
+        share the pool evenly without taking workers from each other back
+        and forth.
+        """
+        skipped: list[bytes] = []
+        turns = self._turns
+        while turns and self._idle:
+            identity = turns.popleft()
+            queue = self._ready[identity]
+            while queue and queue[0].state != slc.QUEUED:
+                queue.popleft()  # cancelled while queued
+            if not queue:
+                del self._ready[identity]
+                continue
+            worker = self._take_worker(identity)
+            if worker is None:
+                skipped.append(identity)
+                self._recycle_for(identity)
+                continue
+            record = queue.popleft()
+            if queue:
+                turns.append(identity)
+            else:
+                del self._ready[identity]
+            self._fire(record, slc.ASSIGN, worker.identity)
+        turns.extendleft(reversed(skipped))  # their turn comes first next time
+
+    def _take_worker(self, client: bytes) -> _Worker | None:
+        """An idle worker that may run ``client``'s code, out of the idle list."""
+        fallback: _Worker | None = None
+        for identity in self._idle:
             worker = self._workers.get(identity)
             if worker is None or worker.killed:
-                self._ready.appendleft(record)
                 continue
-            self._fire(record, slc.ASSIGN, identity)
+            if not self.isolate_clients or worker.owner == client:
+                fallback = worker
+                break
+            if worker.owner is None and fallback is None:
+                fallback = worker
+        if fallback is not None:
+            self._idle.remove(fallback.identity)
+        return fallback
+
+    def _recycle_for(self, client: bytes) -> None:
+        owned: collections.Counter[bytes | None] = collections.Counter(
+            worker.owner for worker in self._workers.values() if not worker.killed
+        )
+        if any(not worker.ready and not worker.killed and worker.owner == client for worker in self._workers.values()):
+            return  # one is already on its way
+        for identity in self._idle:
+            worker = self._workers.get(identity)
+            if worker is None or worker.killed or worker.owner is None:
+                continue
+            if worker.owner not in self._ready or owned[worker.owner] > owned[client] + 1:
+                self.stats["recycled"] += 1
+                self._kill_worker(identity, replacement_owner=client)
+                return
 
     def _start(self, record: SchedulerTask, identity: bytes) -> None:
         worker = self._workers[identity]
         worker.task = record
-        dependency_results = [self._results[d] for d in record.dependencies]
+        worker.owner = record.client
+        dependency_results = [self._dependency_result(d) for d in record.dependencies]
         self._workers_socket.send_multipart([identity, worker_protocol.RUN, bytes(record.task_id), record.payload, *dependency_results])
+        client = self._clients.get(record.client)
+        if client is not None:
+            client.queued_bytes -= len(record.payload)
+        record.payload = b""  # the worker has it now
         # Tell the owner its task left the queue: informational, so faults
         # may delay, duplicate or reorder it like any other message.
         self._to_client(record.client, TaskStarted(record.task_id))
 
-    def _kill_worker(self, identity: bytes) -> None:
+    def _dependency_result(self, task_id: TaskID) -> bytes:
+        outcome = self._finished[task_id]
+        assert outcome.result is not None  # only succeeded nodes release their dependants
+        return outcome.result
+
+    def _kill_worker(self, identity: bytes, replacement_owner: bytes | None = None) -> None:
         worker = self._workers.get(identity)
         if worker is None or worker.killed:
             return
@@ -640,7 +955,7 @@ class Scheduler:
         except ValueError:
             pass
         worker.process.kill()
-        self._add_worker()
+        self._add_worker(replacement_owner)
 
     def _worker_exited(self, worker: _Worker) -> None:
         if self._workers.get(worker.identity) is not worker:
@@ -656,7 +971,7 @@ class Scheduler:
             return
         self.stats["worker_deaths"] += 1
         record = worker.task
-        _log.warning("worker %s died (exit code %s)", worker.identity.decode(), exit_code)
+        _log.warning("worker %s died (exit code %s)", worker.name, exit_code)
         if not self._stopping:
             if worker.ready:
                 self._startup_failures = 0
@@ -670,7 +985,7 @@ class Scheduler:
                 self._respawns.append(time.monotonic() + delay)
         if record is not None:
             record.worker = None
-            self._fire(record, slc.WORKER_LOST, f"worker {worker.identity.decode()} exited with code {exit_code}")
+            self._fire(record, slc.WORKER_LOST, f"worker {worker.name} exited with code {exit_code}")
 
     # -- Outgoing, with optional faults ---------------------------------------------
 

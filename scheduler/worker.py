@@ -99,9 +99,10 @@ def main(address: str, identity: bytes, parent_pid: int, max_result_size: int | 
         context.term()
 
 
-
 #: What the scheduler runs to start a worker: the arguments follow it.
+#: The worker's identity comes in the environment (and is removed from it
+#: before any task runs): the command line is visible to every local user.
 LAUNCH = (
-    "import sys; from taskfate.scheduler.worker import main; "
-    "main(sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), int(sys.argv[4]))"
+    "import os, sys; from taskfate.scheduler.worker import main; "
+    "main(sys.argv[1], os.environ.pop('TASKFATE_WORKER_IDENTITY').encode(), int(sys.argv[2]), int(sys.argv[3]))"
 )

@@ -271,10 +271,14 @@ def test_a_silent_client_has_its_tasks_freed():
 
 
 @pytest.mark.skipif(not zmq.has("curve"), reason="libzmq built without CURVE")
-def test_curve_encrypted_connection():
-    public, secret = zmq.curve_keypair()
-    with Scheduler("tcp://127.0.0.1:*", workers=1, curve_secret_key=secret, curve_public_key=public) as scheduler:
-        with Client(scheduler.address, curve_server_key=public) as client:
+def test_curve_encrypted_connection(tmp_path):
+    import zmq.auth
+
+    (tmp_path / "clients").mkdir()
+    server_public, server_secret = zmq.auth.create_certificates(tmp_path, "server")
+    _, client_secret = zmq.auth.create_certificates(tmp_path / "clients", "client")
+    with Scheduler("tcp://127.0.0.1:*", workers=1, curve_certificate=server_secret, curve_clients=tmp_path / "clients") as scheduler:
+        with Client(scheduler.address, curve_server_key=server_public, curve_certificate=client_secret) as client:
             assert client.submit(operator.add, 2, 3).result(timeout=WAIT) == 5
 
 

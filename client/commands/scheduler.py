@@ -18,6 +18,24 @@ def register(subparsers: Any) -> None:
         default="",
         help="seeded fault injection, e.g. 'seed=1,delay=0.2,duplicate=0.05,reorder=0.05,drop_confirm=0.1,silent_cancels'",
     )
+    parser.add_argument(
+        "--curve-certificate",
+        metavar="SERVER.key_secret",
+        help="the scheduler's secret CURVE certificate (from zmq.auth.create_certificates); needs --curve-clients",
+    )
+    parser.add_argument(
+        "--curve-clients",
+        metavar="DIR",
+        help="directory of the public certificates of the clients to admit (read once, at start)",
+    )
+    parser.add_argument(
+        "--share-workers",
+        action="store_true",
+        help="let one worker process run several clients' tasks (faster when clients alternate; "
+        "any client's code can then affect another's results)",
+    )
+    parser.add_argument("--max-client-tasks", type=int, default=None, help="unfinished tasks one client may hold")
+    parser.add_argument("--max-client-bytes", type=int, default=None, help="payload bytes one client may have queued")
     parser.set_defaults(handler=run)
 
 
@@ -29,10 +47,28 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"taskfate scheduler: {error}")
         return 2
-    if not args.address.startswith(("tcp://127.", "tcp://localhost", "ipc://", "inproc://")):
-        _log.warning("serving %s beyond loopback without CURVE keys: anyone who can reach it can run code", args.address)
-    scheduler = Scheduler(args.address, workers=args.workers, faults=faults)
-    print(f"taskfate scheduler on {args.address} with {args.workers} workers; Ctrl-C stops it", flush=True)
+    limits = {
+        name: value
+        for name, value in (("max_client_tasks", args.max_client_tasks), ("max_client_bytes", args.max_client_bytes))
+        if value is not None
+    }
+    try:
+        scheduler = Scheduler(
+            args.address,
+            workers=args.workers,
+            faults=faults,
+            isolate_clients=not args.share_workers,
+            curve_certificate=args.curve_certificate,
+            curve_clients=args.curve_clients,
+            **limits,
+        )
+    except ValueError as error:
+        print(f"taskfate scheduler: {error}")
+        return 2
+    if args.curve_certificate is None and not args.address.startswith(("tcp://127.", "tcp://localhost", "ipc://", "inproc://")):
+        _log.warning("serving %s beyond loopback without CURVE: anyone who can reach it can run code", args.address)
+    security = "CURVE, admitting the clients in " + args.curve_clients if args.curve_certificate else "no CURVE"
+    print(f"taskfate scheduler on {args.address} with {args.workers} workers ({security}); Ctrl-C stops it", flush=True)
     try:
         scheduler.serve_forever()
     except KeyboardInterrupt:
