@@ -29,7 +29,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from taskfate.client.errors import ConnectionLost
+from taskfate.client.errors import AuthenticationFailed, ConnectionLost
 from taskfate.client.future import Future
 from taskfate.client.manager import DEFAULT_CANCEL_TIMEOUT, FutureManager
 from taskfate.fsm import lifecycle as lc
@@ -41,6 +41,7 @@ from taskfate.protocol import (
     Message,
     ProtocolError,
     Task,
+    TaskCancel,
     TaskID,
     TaskResult,
     TaskResultType,
@@ -48,6 +49,7 @@ from taskfate.protocol import (
     encode,
 )
 from taskfate.protocol.calls import Dependency, DependencyFailed, dump_call, dump_value
+from taskfate.protocol.errors import MalformedInputLog
 
 _log = logging.getLogger("taskfate.client")
 
@@ -55,6 +57,45 @@ _log = logging.getLogger("taskfate.client")
 DEFAULT_HEARTBEAT_TIMEOUT = 5.0
 #: Seconds close() waits for the I/O thread to flush and stop.
 CLOSE_TIMEOUT = 2.0
+#: Of those, how long the I/O thread keeps trying to send what was queued
+#: before close (the ClientDisconnect last): a scheduler that refuses the
+#: connection, or is gone, would otherwise keep it trying forever.
+CLOSE_FLUSH_TIMEOUT = 1.0
+
+#: Monitor events that end a handshake in refusal, with what each means.
+_HANDSHAKE_FAILURES: dict[int, str] = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused this client's credentials",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "broke off the handshake",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "broke off the handshake",
+}
+
+
+def _read_certificate(path: str | os.PathLike[str], whose: str) -> tuple[bytes, bytes | None]:
+    """``(public, secret or None)`` from a ZeroMQ certificate file, with a
+    ``ValueError`` that names the file."""
+    import zmq.auth
+
+    try:
+        public, secret = zmq.auth.load_certificate(os.fspath(path))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read {whose} CURVE certificate {os.fspath(path)!r}: {error}") from None
+    return public, secret
+
+
+def _curve_keys(server_key: bytes | str | os.PathLike[str], certificate: str | os.PathLike[str] | None) -> tuple[bytes, bytes, bytes]:
+    """``(server public, own public, own secret)``: ``server_key`` is the
+    scheduler's z85 public key (bytes) or its certificate file; without
+    ``certificate`` (this client's secret certificate file) a throwaway
+    keypair, which encrypts but which no allow-list admits."""
+    if not isinstance(server_key, bytes):
+        server_key = _read_certificate(server_key, "the scheduler's")[0]
+    if certificate is None:
+        public, secret = zmq.curve_keypair()
+        return server_key, public, secret
+    public, own_secret = _read_certificate(certificate, "this client's")
+    if own_secret is None:
+        raise ValueError(f"{os.fspath(certificate)!r} holds no secret key: pass this client's secret certificate (.key_secret)")
+    return server_key, public, own_secret
 
 
 class CloudpickleSerializer:
@@ -94,8 +135,14 @@ class Client:
     every live future fails with ``ConnectionLost``. ``cancel_timeout``: the
     lifecycle's bound on waiting for a cancel's answer. ``late_result``: the
     policy for a result racing a cancel (see docs/lifecycle.md).
-    ``curve_server_key``: the scheduler's CURVE public key, to encrypt and
-    authenticate beyond loopback.
+    ``curve_server_key`` (the scheduler's CURVE public key, or its public
+    certificate file) and ``curve_certificate`` (this client's secret
+    certificate file, as ``zmq.auth.create_certificates`` writes it): the
+    connection is encrypted, the client knows it speaks to the holder of the
+    server key, and the scheduler admits the client only if its public
+    certificate is in the scheduler's allow-list. A refused client's futures
+    fail with ``AuthenticationFailed``. ``curve_server_key`` alone gives
+    the client a throwaway keypair, which the reference scheduler refuses.
     """
 
     def __init__(
@@ -107,7 +154,8 @@ class Client:
         cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
         late_result: str | Lifecycle = lc.DEFAULT_POLICY,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-        curve_server_key: bytes | None = None,
+        curve_server_key: bytes | str | os.PathLike[str] | None = None,
+        curve_certificate: str | os.PathLike[str] | None = None,
     ) -> None:
         if not heartbeat_timeout > 0:
             raise ValueError("heartbeat_timeout must be a positive number of seconds")
@@ -122,6 +170,15 @@ class Client:
         self.heartbeat_interval = heartbeat_interval
         self.max_frame_size = max_frame_size
         self.stats: collections.Counter[str] = collections.Counter()
+        if curve_certificate is not None and curve_server_key is None:
+            raise ValueError("curve_certificate needs curve_server_key, the scheduler's public key")
+        curve = None if curve_server_key is None else _curve_keys(curve_server_key, curve_certificate)
+        self._malformed = MalformedInputLog(_log, "dropped malformed frames")
+        self._refusals = MalformedInputLog(_log, "connection refused")
+        # Task ids of futures failed by ConnectionLost: cancelled on the
+        # scheduler as soon as one is heard again, which frees their workers
+        # if it is the same scheduler come back (a new one answers "not found").
+        self._orphans: set[TaskID] = set()
         self._manager = FutureManager(
             self._enqueue,
             serializer=CloudpickleSerializer(),
@@ -150,11 +207,9 @@ class Client:
         # Oversized frames are refused by the decoder, which names the task
         # and fails its future; zmq's own MAXMSGSIZE would instead drop the
         # whole connection and lose every future with it.
-        if curve_server_key is not None:
-            public, secret = zmq.curve_keypair()
-            self._socket.curve_serverkey = curve_server_key
-            self._socket.curve_publickey = public
-            self._socket.curve_secretkey = secret
+        self._curve = curve is not None
+        if curve is not None:
+            self._socket.curve_serverkey, self._socket.curve_publickey, self._socket.curve_secretkey = curve
         self._socket.connect(address)
         self._thread = threading.Thread(target=self._run, name="taskfate-client-io", daemon=True)
         self._thread.start()
@@ -333,7 +388,10 @@ class Client:
         socket = self._socket
         # A dropped TCP connection means the scheduler went away (or was
         # restarted and forgot us); ZeroMQ would reconnect silently.
-        monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        events = zmq.EVENT_DISCONNECTED
+        for event in _HANDSHAKE_FAILURES:
+            events |= event
+        monitor = socket.get_monitor_socket(events)
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
@@ -342,6 +400,7 @@ class Client:
         now = time.monotonic()
         last_heard = now
         next_heartbeat = now
+        flush_deadline: float | None = None
         try:
             while True:
                 now = time.monotonic()
@@ -369,21 +428,34 @@ class Client:
                 if socket in ready:
                     if self._receive(socket):
                         last_heard = time.monotonic()
+                        if self._orphans:
+                            self._cancel_orphans()
                 if monitor in ready:
-                    self._on_disconnect(monitor)
+                    self._on_monitor_event(monitor)
                 blocked = not self._flush(socket)
-                if self._stopping and not self._outgoing:
-                    return
                 now = time.monotonic()
+                if self._stopping:
+                    # Flush what close queued, but only for so long: a
+                    # scheduler that is gone or refuses us never takes it.
+                    if flush_deadline is None:
+                        flush_deadline = now + CLOSE_FLUSH_TIMEOUT
+                    if not self._outgoing:
+                        return
+                    if now >= flush_deadline:
+                        self.stats["unsent_at_close"] += len(self._outgoing)
+                        _log.info("closing with %d messages the scheduler at %s did not take", len(self._outgoing), self.address)
+                        self._outgoing.clear()
+                        return
+                    continue  # no heartbeats, no timeouts: only the flush
                 if now >= next_heartbeat:
                     next_heartbeat = now + self.heartbeat_interval
                     self._outgoing.append(encode(Heartbeat()))
                 if now - last_heard > self.heartbeat_timeout and len(self._manager):
                     self.stats["connection_lost"] += 1
                     _log.warning("scheduler at %s silent for %.1fs; failing live futures", self.address, now - last_heard)
-                    self._manager.connection_lost(
-                        ConnectionLost(f"scheduler at {self.address} silent for more than {self.heartbeat_timeout}s")
-                    )
+                    self._lose(ConnectionLost(f"scheduler at {self.address} silent for more than {self.heartbeat_timeout}s"))
+                self._malformed.flush()
+                self._refusals.flush()
                 self._manager.expire()
         except Exception:
             _log.exception("client I/O thread crashed; failing live futures")
@@ -407,7 +479,7 @@ class Client:
                 message = decode(frames, max_frame_size=self.max_frame_size)
             except ProtocolError as error:
                 self.stats["malformed"] += 1
-                _log.warning("dropped malformed frames from the scheduler: %s", error.reason)
+                self._malformed.report(f"the scheduler at {self.address}", error.reason)
                 self._fail_unreadable_result(frames, error)
                 continue
             if type(message) is not Heartbeat:
@@ -421,15 +493,50 @@ class Client:
             failure = RuntimeError(f"the task's result could not be received: {error.reason}")
             self._manager.on_message(TaskResult(TaskID(frames[1]), TaskResultType.FAILED, dump_value(failure)))
 
-    def _on_disconnect(self, monitor: zmq.Socket[Any]) -> None:
+    def _on_monitor_event(self, monitor: zmq.Socket[Any]) -> None:
         try:
             event = recv_monitor_message(monitor, zmq.NOBLOCK)
         except zmq.Again:
             return
-        if event["event"] == zmq.EVENT_DISCONNECTED and not self._stopping and len(self._manager):
+        if self._stopping:
+            return
+        kind = event["event"]
+        if kind in _HANDSHAKE_FAILURES:
+            # The handshake failure comes first, the disconnect after it:
+            # the futures fail with the reason, not a bare "dropped".
+            self.stats["handshake_failed"] += 1
+            if self._curve:
+                hint = (
+                    "is this client's public certificate in the scheduler's --curve-clients directory?"
+                    if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                    else "is curve_server_key the scheduler's public key, and does the scheduler use CURVE?"
+                )
+            else:
+                hint = "the scheduler may require CURVE (curve_server_key, curve_certificate)"
+            reason = f"the scheduler at {self.address} {_HANDSHAKE_FAILURES[kind]} (status {event['value']}): {hint}"
+            self._refusals.report(self.address, reason)
+            if len(self._manager):
+                self._lose(AuthenticationFailed(reason))
+        elif kind == zmq.EVENT_DISCONNECTED and len(self._manager):
             self.stats["connection_lost"] += 1
             _log.warning("connection to the scheduler at %s dropped; failing live futures", self.address)
-            self._manager.connection_lost(ConnectionLost(f"the connection to the scheduler at {self.address} dropped"))
+            self._lose(ConnectionLost(f"the connection to the scheduler at {self.address} dropped"))
+
+    def _lose(self, error: ConnectionLost) -> None:
+        """Fail every live future with ``error``, remembering their tasks so
+        that a scheduler heard from again is asked to cancel them."""
+        self._orphans.update(future.task_id for future in self._manager.live_futures())
+        self._manager.connection_lost(error)
+
+    def _cancel_orphans(self) -> None:
+        """A scheduler answers again: cancel every task whose future was
+        failed by a lost connection. The scheduler that ran them (back from
+        a stall or a network cut) stops them and frees their workers; one
+        that restarted answers "not found". The confirms reach no future."""
+        self.stats["orphans_cancelled"] += len(self._orphans)
+        for task_id in self._orphans:
+            self._outgoing.append(encode(TaskCancel(task_id, True)))
+        self._orphans.clear()
 
     def _flush(self, socket: zmq.Socket[Any]) -> bool:
         """Send what is queued; False when the socket refused more for now."""

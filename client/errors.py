@@ -23,5 +23,16 @@ class ConnectionLost(ConnectionError):
     """
 
 
+class AuthenticationFailed(ConnectionLost):
+    """The scheduler refused this client's connection at the handshake.
+
+    With CURVE: the scheduler does not admit this client's public key (its
+    certificate is not in the scheduler's ``--curve-clients`` directory),
+    the client holds the wrong server key, or one side uses CURVE and the
+    other does not. Every live future fails with it, and so does each later
+    one while the refusals go on: nothing the client sends is delivered.
+    """
+
+
 class ResultDecodeError(Exception):
     """The task succeeded but its result payload could not be deserialized."""
