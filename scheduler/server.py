@@ -866,10 +866,11 @@ class Scheduler:
         A client whose turn comes while no idle worker may run its code
         (every idle one has served another client) skips the turn and may
         have an idle worker replaced by a fresh one promised to it: when that
-        worker's owner has nothing else ready, or owns more than one worker
-        more than this client does, so that clients with backlogs come to
-        share the pool evenly without taking workers from each other back
-        and forth.
+        worker's owner has nothing else ready, or owns more workers than this
+        client does. Clients with backlogs so come to share the pool evenly
+        (and, when there are more of them than workers, take turns, each
+        turn costing a process start) without taking workers from each
+        other back and forth when their shares are even.
         """
         skipped: list[bytes] = []
         turns = self._turns
@@ -920,7 +921,7 @@ class Scheduler:
             worker = self._workers.get(identity)
             if worker is None or worker.killed or worker.owner is None:
                 continue
-            if worker.owner not in self._ready or owned[worker.owner] > owned[client] + 1:
+            if worker.owner not in self._ready or owned[worker.owner] > owned[client]:
                 self.stats["recycled"] += 1
                 self._kill_worker(identity, replacement_owner=client)
                 return
