@@ -68,6 +68,10 @@ _HANDSHAKE_FAILURES: dict[int, str] = {
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "broke off the handshake",
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "broke off the handshake",
 }
+#: A handshake that fails with no detail is a reset connection as often as
+#: a wrong server key (a listener going away as we connect, say): only so
+#: many in a row, with no success between, count as a refusal.
+_UNEXPLAINED_FAILURES_FOR_REFUSAL = 3
 
 
 def _read_certificate(path: str | os.PathLike[str], whose: str) -> tuple[bytes, bytes | None]:
@@ -179,6 +183,11 @@ class Client:
         # scheduler as soon as one is heard again, which frees their workers
         # if it is the same scheduler come back (a new one answers "not found").
         self._orphans: set[TaskID] = set()
+        # Whether the current connection finished its handshake (only then
+        # can a drop have lost anything: before it, queued messages wait in
+        # ZeroMQ for the next connection), and handshakes failed in a row.
+        self._handshaken = False
+        self._unexplained_failures = 0
         self._manager = FutureManager(
             self._enqueue,
             serializer=CloudpickleSerializer(),
@@ -388,7 +397,7 @@ class Client:
         socket = self._socket
         # A dropped TCP connection means the scheduler went away (or was
         # restarted and forgot us); ZeroMQ would reconnect silently.
-        events = zmq.EVENT_DISCONNECTED
+        events = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
         for event in _HANDSHAKE_FAILURES:
             events |= event
         monitor = socket.get_monitor_socket(events)
@@ -501,10 +510,17 @@ class Client:
         if self._stopping:
             return
         kind = event["event"]
-        if kind in _HANDSHAKE_FAILURES:
+        if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self._handshaken = True
+            self._unexplained_failures = 0
+        elif kind in _HANDSHAKE_FAILURES:
             # The handshake failure comes first, the disconnect after it:
             # the futures fail with the reason, not a bare "dropped".
             self.stats["handshake_failed"] += 1
+            if kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                self._unexplained_failures += 1
+                if self._unexplained_failures < _UNEXPLAINED_FAILURES_FOR_REFUSAL:
+                    return
             if self._curve:
                 hint = (
                     "is this client's public certificate in the scheduler's --curve-clients directory?"
@@ -517,10 +533,12 @@ class Client:
             self._refusals.report(self.address, reason)
             if len(self._manager):
                 self._lose(AuthenticationFailed(reason))
-        elif kind == zmq.EVENT_DISCONNECTED and len(self._manager):
-            self.stats["connection_lost"] += 1
-            _log.warning("connection to the scheduler at %s dropped; failing live futures", self.address)
-            self._lose(ConnectionLost(f"the connection to the scheduler at {self.address} dropped"))
+        elif kind == zmq.EVENT_DISCONNECTED:
+            handshaken, self._handshaken = self._handshaken, False
+            if handshaken and len(self._manager):
+                self.stats["connection_lost"] += 1
+                _log.warning("connection to the scheduler at %s dropped; failing live futures", self.address)
+                self._lose(ConnectionLost(f"the connection to the scheduler at {self.address} dropped"))
 
     def _lose(self, error: ConnectionLost) -> None:
         """Fail every live future with ``error``, remembering their tasks so

@@ -479,3 +479,33 @@ def test_an_honest_clients_work_completes_while_an_attacker_does_everything():
             assert rounds >= 2 and sent[0] > 100
             assert honest.stats["connection_lost"] == 0
             assert scheduler.stats["malformed"] > 0 and scheduler.stats["refused"] > 0
+
+
+def test_a_connection_reset_before_the_handshake_loses_no_future():
+    """A listener that accepts and hangs up (a port changing hands as the
+    client connects) is not a refusal, and nothing queued is lost."""
+    import socket as stdlib_socket
+
+    listener = stdlib_socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    with Client(f"tcp://127.0.0.1:{port}", heartbeat_timeout=10) as client:
+        future = client.submit(operator.add, 1, 1)
+        connection, _ = listener.accept()
+        connection.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        connection.close()  # a reset, mid-greeting
+        listener.close()
+        fake = zmq.Context.instance().socket(zmq.ROUTER)
+        fake.setsockopt(zmq.LINGER, 0)
+        fake.bind(f"tcp://127.0.0.1:{port}")
+        try:
+            assert fake.poll(WAIT * 1000)
+            identity, *frames = fake.recv_multipart()
+            while frames[0] != b"TK":
+                identity, *frames = fake.recv_multipart()
+            fake.send_multipart([identity, *encode(TaskResult(TaskID(frames[1]), TaskResultType.SUCCESS, pickle.dumps(2)))])
+            assert future.result(timeout=WAIT) == 2
+            assert client.stats["connection_lost"] == 0
+        finally:
+            fake.close()
