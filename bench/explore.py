@@ -1,7 +1,8 @@
 """How fast the explorer covers every ordering, and what deduplication buys.
 
 Run: ``python bench/explore.py``. Prints, for one future at depths 6, 8, 10,
-for a 3-future graph, and for client and scheduler explored together: the
+for a 3-future graph, for the Client's lifecycle with a ``running`` state,
+and for client and scheduler explored together: the
 distinct states, the edges (actions applied), states per second, and how
 many orderings (action sequences) those states stand for. The in-process
 baseline is the same model enumerated as a tree, every ordering separately,
@@ -16,6 +17,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from taskfate.fsm import STARTED_LIFECYCLES
 from taskfate.fsm.explore import Explorer, _Step
 from taskfate.fsm.explore_system import SystemExplorer
 
@@ -73,12 +75,17 @@ def main() -> None:
     row("1 future, any scheduler", Explorer(args.policy, scheduler="any"), 10)
     row("3-future graph", Explorer(args.policy, futures=3), 10)
     row("3-future graph, any scheduler", Explorer(args.policy, futures=3, scheduler="any"), 10)
+    # The Client's lifecycle: a running state and a started notice to send.
+    running = STARTED_LIFECYCLES[args.policy]
+    row("1 future, with running", Explorer(running), 10)
+    row("3-future graph, with running", Explorer(running, futures=3), 8)
 
     from taskfate.scheduler import lifecycle as scheduler
 
     row("client + scheduler, 1 future", SystemExplorer(args.policy, scheduler.compiled()), 16, count=False)
     row("client + scheduler, 2-node graph", SystemExplorer(args.policy, scheduler.compiled(), futures=2), args.system_depth, count=False)
     row("client + scheduler, 3-node graph", SystemExplorer(args.policy, scheduler.compiled(), futures=3), 9, count=False)
+    row("running client + scheduler", SystemExplorer(running, scheduler.compiled()), 14, count=False)
     print("* every reachable state was visited before the depth bound")
 
     # Baseline in the same process: the depth-6 single-future orderings one

@@ -1,6 +1,9 @@
 """One future's lifecycle against a bare ``concurrent.futures.Future``.
 
-Run: ``python bench/lifecycle.py`` (``--n`` futures per round, ``--rounds``).
+Run: ``python bench/lifecycle.py`` (``--n`` futures per round, ``--rounds``;
+``--running`` for the lifecycle with a ``running`` state, whose full
+lifecycle also delivers a ``TaskStarted`` while the bare future is marked
+running with ``set_running_or_notify_cancel``).
 Each line is measured in this process, the sides interleaved round by round
 (many short rounds: this machine's speed drifts over seconds), and reports
 each side's median time per future and the median of the round-by-round
@@ -40,7 +43,14 @@ from typing import Any
 from _harness import Identity, Rounds, clock, counting_send, interleaved, noop, verdict
 
 from taskfate.client import FutureManager
-from taskfate.protocol import CancelConfirmType, TaskCancel, TaskCancelConfirm, TaskID, TaskResult, TaskResultType
+from taskfate.fsm import Lifecycle, get_lifecycle
+from taskfate.protocol import CancelConfirmType, TaskCancel, TaskCancelConfirm, TaskID, TaskResult, TaskResultType, TaskStarted
+
+#: The lifecycle taskfate's side runs: the stock one, or with ``--running``
+#: the one with a ``running`` state (whose full lifecycle also delivers a
+#: ``TaskStarted``, and the bare future is marked running to match).
+LIFECYCLE: Lifecycle = get_lifecycle("cancel")
+STARTED = False
 
 
 def bare_lifecycle(n: int) -> float:
@@ -49,22 +59,33 @@ def bare_lifecycle(n: int) -> float:
     for _ in range(n):
         future: concurrent.futures.Future[Any] = Future()
         future.add_done_callback(noop)
+        if STARTED:
+            future.set_running_or_notify_cancel()
         future.set_result(b"v")
         future.result()
     return clock() - started
 
 
 def taskfate_lifecycle(n: int) -> float:
-    manager = FutureManager(lambda message: None, serializer=Identity())
+    manager = FutureManager(lambda message: None, serializer=Identity(), lifecycle=LIFECYCLE)
     ids = [TaskID.new() for _ in range(n)]
     results = [TaskResult(task_id, TaskResultType.SUCCESS, b"v") for task_id in ids]
+    notices = [TaskStarted(task_id) for task_id in ids]
     track, deliver = manager.track, manager.on_message
     started = clock()
-    for task_id, message in zip(ids, results):
-        future = track(task_id)
-        future.add_done_callback(noop)
-        deliver(message)
-        future.result()
+    if STARTED:
+        for task_id, notice, message in zip(ids, notices, results):
+            future = track(task_id)
+            future.add_done_callback(noop)
+            deliver(notice)
+            deliver(message)
+            future.result()
+    else:
+        for task_id, message in zip(ids, results):
+            future = track(task_id)
+            future.add_done_callback(noop)
+            deliver(message)
+            future.result()
     elapsed = clock() - started
     assert len(manager) == 0 and future.result() == b"v"
     return elapsed
@@ -85,7 +106,7 @@ def _cancels(sent: list[Any]) -> int:
 
 
 def _cancelled_lifecycles(n: int, send: Any) -> tuple[float, FutureManager]:
-    manager = FutureManager(send)
+    manager = FutureManager(send, lifecycle=LIFECYCLE)
     ids = [TaskID.new() for _ in range(n)]
     confirms = [TaskCancelConfirm(task_id, CancelConfirmType.CANCELED) for task_id in ids]
     track, deliver = manager.track, manager.on_message
@@ -130,7 +151,7 @@ def bare_cancel_step(n: int) -> float:
 
 def taskfate_cancel_step(n: int) -> float:
     send, sends = counting_send()
-    manager = FutureManager(send)
+    manager = FutureManager(send, lifecycle=LIFECYCLE)
     futures = [manager.track(TaskID.new()) for _ in range(n)]
     confirms = [TaskCancelConfirm(future.task_id, CancelConfirmType.CANCELED) for future in futures]
     for future in futures:
@@ -166,7 +187,7 @@ def make_ids(n: int) -> list[TaskID]:
 
 
 def make_taskfate(n: int) -> Any:
-    manager = FutureManager(lambda message: None)
+    manager = FutureManager(lambda message: None, lifecycle=LIFECYCLE)
     ids = [TaskID.new() for _ in range(n)]
     futures = [manager.track(task_id) for task_id in ids]
     return manager, futures, ids
@@ -182,7 +203,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=10_000, help="futures per round")
     parser.add_argument("--rounds", type=int, default=41)
+    parser.add_argument("--running", action="store_true", help="run the lifecycle with a running state (TaskStarted delivered)")
     args = parser.parse_args()
+    global LIFECYCLE, STARTED
+    if args.running:
+        LIFECYCLE, STARTED = get_lifecycle("cancel", started=True), True
+    print(f"lifecycle {LIFECYCLE.name!r}")
 
     full = interleaved({"bare": bare_lifecycle, "taskfate": taskfate_lifecycle}, args.n, args.rounds)
     line("full lifecycle", full, "taskfate", 1.0)

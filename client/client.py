@@ -33,7 +33,7 @@ from taskfate.client.errors import AuthenticationFailed, ConnectionLost
 from taskfate.client.future import Future
 from taskfate.client.manager import DEFAULT_CANCEL_TIMEOUT, FutureManager
 from taskfate.fsm import lifecycle as lc
-from taskfate.fsm.table import Lifecycle
+from taskfate.fsm.table import Lifecycle, get_lifecycle
 from taskfate.protocol import (
     DEFAULT_MAX_FRAME_SIZE,
     ClientDisconnect,
@@ -138,7 +138,11 @@ class Client:
     ``heartbeat_timeout``: seconds of silence from the scheduler after which
     every live future fails with ``ConnectionLost``. ``cancel_timeout``: the
     lifecycle's bound on waiting for a cancel's answer. ``late_result``: the
-    policy for a result racing a cancel (see docs/lifecycle.md).
+    policy for a result racing a cancel (see docs/lifecycle.md); the client
+    runs that policy's lifecycle with a ``running`` state, entered when the
+    scheduler reports that a worker started the task (``TaskStarted``), so
+    ``running()`` tells the truth. A :class:`~taskfate.fsm.Lifecycle` may be
+    passed instead, to run a declaration of one's own.
     ``curve_server_key`` (the scheduler's CURVE public key, or its public
     certificate file) and ``curve_certificate`` (this client's secret
     certificate file, as ``zmq.auth.create_certificates`` writes it): the
@@ -191,7 +195,7 @@ class Client:
         self._manager = FutureManager(
             self._enqueue,
             serializer=CloudpickleSerializer(),
-            late_result=late_result,
+            lifecycle=late_result if isinstance(late_result, Lifecycle) else get_lifecycle(late_result, started=True),
             cancel_timeout=cancel_timeout,
             timer=False,
             future_class=ClientFuture,
@@ -319,7 +323,7 @@ class Client:
         """
         manager = self._manager
         manager.clear()
-        if not manager._may_block():
+        if not manager.may_block():
             return
         deadline = time.monotonic() + manager.cancel_timeout + 1.0
         while True:
@@ -328,7 +332,7 @@ class Client:
             if not live or remaining <= 0:
                 break
             concurrent.futures.wait(live, timeout=min(remaining, 0.05), return_when=concurrent.futures.FIRST_COMPLETED)
-            manager.clear()  # refused gentle cancels are back in pending: force them
+            manager.clear()  # refused gentle cancels are live again: force them
         manager.expire()
 
     def close(self) -> None:

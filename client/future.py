@@ -1,11 +1,13 @@
-"""A ``concurrent.futures.Future`` whose state is the declared lifecycle.
+"""A ``concurrent.futures.Future`` whose state is a declared lifecycle.
 
-The future holds no rule of its own: every state change goes through its
-manager, which runs the step generated (``taskfate.client.steps``) from the
-table compiled from ``taskfate.fsm.lifecycle``; the step calls the callbacks
-named there. This module
-implements those callbacks (one method per name the declaration uses) and the
-stdlib ``Future`` surface on top of the state.
+The future holds no rule of its own: every state change is a step of its
+manager's lifecycle (``taskfate.client.runtime``), run under the manager's
+lock; the step calls the callbacks the declaration names, which are methods
+of this class (or of a subclass, for a lifecycle's own callbacks). This
+module implements the library's callbacks and the stdlib ``Future`` surface
+on top of the state, reading what a state *means* from the lifecycle's tags:
+an outcome (``result``, ``exception``, ``cancelled``) for a final state,
+``running`` for a live one.
 
 Lock discipline
 ---------------
@@ -16,6 +18,15 @@ does it get a ``Condition`` on the manager's lock and the stdlib's waiter
 list, together. Done callbacks always run after the lock is released,
 exactly once each.
 
+How future and manager talk
+---------------------------
+The future uses its manager's public surface only: ``lock``, ``lifecycle``,
+``serializer``, ``cancel_timeout``, ``stats``, ``deadlines``,
+``dispatch``/``expire`` and, from callbacks under the lock, ``send_later``
+and ``cancel_siblings``. The manager calls two methods of the future:
+``_ended`` (wake whoever waits; are done callbacks due?) and
+``_take_callbacks``. The runtime owns three fields (see its module).
+
 Guarantees
 ----------
 * ``cancelled()``, ``done()`` and ``running()`` never block.
@@ -23,8 +34,9 @@ Guarantees
   the stdlib.
 * ``cancel()`` blocks at most ``timeout`` seconds (by default the manager's
   ``cancel_timeout``, after which the lifecycle itself ends the future), and
-  never blocks on a thread that delivers messages, runs done callbacks, or
-  runs an asyncio event loop: there it sends the request and returns.
+  never blocks on a thread that delivers messages, runs done callbacks or
+  lifecycle callbacks, or runs an asyncio event loop: there it sends the
+  request and returns.
 """
 
 from __future__ import annotations
@@ -34,13 +46,14 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator
-from concurrent.futures._base import CANCELLED_AND_NOTIFIED, FINISHED, PENDING
+from collections.abc import Callable, Collection, Generator
+from concurrent.futures._base import CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from taskfate.client.errors import ResultDecodeError, TaskFailed, WorkerDied
-from taskfate.fsm import lifecycle as lc
-from taskfate.protocol import TaskID, TaskResult, TaskResultType
+from taskfate.client.runtime import history_of
+from taskfate.fsm.declare import CANCEL, CANCELLED, EXCEPTION, RESULT
+from taskfate.protocol import TaskID, TaskResultType
 from taskfate.protocol.codec import _new_cancel
 
 if TYPE_CHECKING:
@@ -50,20 +63,14 @@ _log = logging.getLogger("taskfate.client")
 
 _UNSET: Any = object()
 
-#: What the stdlib's ``wait``/``as_completed`` see for each lifecycle state.
-_STDLIB_STATE = {
-    lc.PENDING: PENDING,
-    lc.CANCEL_REQUESTED: PENDING,
-    lc.DONE: FINISHED,
-    lc.FAILED: FINISHED,
-    lc.CANCELLED: CANCELLED_AND_NOTIFIED,
-}
-_TERMINAL = frozenset(lc.TERMINAL)
-_CANCEL = lc.CANCEL
+#: What the stdlib's ``wait``/``as_completed`` see for each outcome.
+_STDLIB_OUTCOME = {RESULT: FINISHED, EXCEPTION: FINISHED, CANCELLED: CANCELLED_AND_NOTIFIED}
+
 
 class Step(NamedTuple):
     """One entry of a future's history: ``event`` moved it ``source`` -> ``dest``
-    at ``time`` (the manager's clock, ``time.monotonic`` by default)."""
+    at ``time``, a reading of the manager's clock (``time.monotonic`` by
+    default: seconds since an arbitrary point, for intervals, not dates)."""
 
     event: str
     source: str
@@ -88,62 +95,65 @@ class Future(concurrent.futures.Future[Any]):
     """The client's handle on one submitted task.
 
     Create futures through :meth:`FutureManager.submit` (or ``track``), never
-    directly: the manager is what routes the scheduler's messages to them.
+    directly: the manager is what routes the scheduler's messages to them. A
+    lifecycle's own callbacks are methods of a subclass, taking the event's
+    one argument, called under the manager's lock.
     """
 
-    # Slots for everything the common paths touch: every future sets them in
-    # __init__, and a slot store costs less than creating an instance dict
-    # later (or than reading a class-level default through the instance).
-    # Rare attributes (discarded results) are class-level defaults, shadowed
-    # per instance only when used.
-    __slots__ = ("task_id", "group_id", "_manager", "_fsm", "_message", "_resolved", "_callbacks", "_history", "_deadline", "_waiting")
+    # Slots for everything the common paths touch: a slot store costs less
+    # than creating an instance dict later. Rare attributes (discarded
+    # results) are class-level defaults, shadowed per instance when used.
+    __slots__ = ("task_id", "group_id", "_manager", "_fsm", "_outcome", "_message", "_resolved", "_callbacks", "_history", "_waiting")
 
-    _discarded: list[TaskResult] | None = None
+    _discarded: list[Any] | None = None
 
     def __init__(self, task_id: TaskID, manager: FutureManager, group_id: TaskID | None = None) -> None:
         # The stdlib __init__ is deliberately not called: it allocates a
         # Condition and lists that most futures never use.
-        # FutureManager.track writes these same stores in place for this
-        # class (tests/test_hot_path.py compares the two): change one, change both.
         self.task_id = task_id
         self.group_id: TaskID | None = group_id
         self._manager = manager
-        self._fsm: str = lc.PENDING
-        self._message: TaskResult | None = None
-        # The decoded value once read (done), or the exception once built
-        # or handed over by a lost connection (failed); _UNSET until then.
+        # The runtime's fields (taskfate.client.runtime).
+        self._fsm: str = manager.lifecycle.initial
+        self._outcome: str | None = None
+        self._history: tuple[Any, ...] = ()
+        # What keep_result stored: the message that ended the future.
+        self._message: Any = None
+        # The decoded value once read (a result), or the exception once built
+        # or handed over by a lost connection; _UNSET until then.
         self._resolved: Any = _UNSET
         # None, one callable, or a list once a second callback arrives: most
         # futures have at most one, and a list per future is not free.
         self._callbacks: Callable[[Future], object] | list[Callable[[Future], object]] | None = None
-        # Flat pairs: (event, source, dest), time, (event, source, dest),
-        # time, ... The first of each pair is a constant of the step that
-        # recorded it, so a step allocates one tuple, not three.
-        self._history: tuple[Any, ...] = ()
-        self._deadline: float | None = None
         self._waiting: _Waiting | None = None
 
     # -- What the lifecycle says ---------------------------------------------
 
     @property
     def state(self) -> str:
-        """The lifecycle state's name (``pending``, ``cancel_requested``,
-        ``done``, ``failed`` or ``cancelled``)."""
+        """The lifecycle state's name (for the stock lifecycle ``pending``,
+        ``cancel_requested``, ``done``, ``failed`` or ``cancelled``)."""
         return self._fsm
+
+    @property
+    def outcome(self) -> str | None:
+        """The final state's outcome tag (``result``, ``exception`` or
+        ``cancelled``), or ``None`` while the future is live."""
+        return self._outcome
 
     @property
     def history(self) -> tuple[Step, ...]:
         """The transitions this future went through, oldest first (the most
         recent ``FutureManager.history_limit`` of them)."""
-        with self._manager._lock:
+        with self._manager.lock:
             entries = self._history
-        return tuple(Step(step[0], step[1], step[2], time) for step, time in zip(entries[::2], entries[1::2]))
+        return tuple(Step(*entry) for entry in history_of(entries))
 
     @property
-    def discarded_results(self) -> tuple[TaskResult, ...]:
+    def discarded_results(self) -> tuple[Any, ...]:
         """Results that reached this future after a cancel had won, kept so
         that no result disappears without a record."""
-        with self._manager._lock:
+        with self._manager.lock:
             return tuple(self._discarded or ())
 
     # -- The stdlib surface ----------------------------------------------------
@@ -151,73 +161,52 @@ class Future(concurrent.futures.Future[Any]):
     def cancel(self, timeout: float | None = None, *, force: bool = True) -> bool:
         """Ask the scheduler to cancel the task; True iff the future ends cancelled.
 
-        Sends one ``TaskCancel`` (none if a cancel is already in flight), then
-        waits until the scheduler answers, a result arrives, the manager's
-        confirm timeout passes, or the client closes; then returns whether the
-        future is cancelled. ``timeout`` bounds this call only: when it runs
-        out first the request stays in flight, the lifecycle still ends the
-        future, and the return value is ``False`` (not cancelled yet).
-        ``timeout=0`` sends the request and returns at once.
+        Fires the lifecycle's ``cancel`` event (the stock one sends one
+        ``TaskCancel``, none if a cancel is already in flight), then waits
+        while the future sits in a state that awaits the scheduler's answer,
+        until it answers, a result arrives, the manager's confirm timeout
+        passes, or the client closes; then returns whether the future ended
+        with the ``cancelled`` outcome. ``timeout`` bounds this call only:
+        when it runs out first the request stays in flight, the lifecycle
+        still ends the future, and the return value is ``False`` (not
+        cancelled yet). ``timeout=0`` sends the request and returns at once.
 
-        On a thread that delivers messages or runs done callbacks, and on a
-        thread running an asyncio event loop, it never waits: waiting there
-        would block the very answer it waits for.
+        On a thread that delivers messages, runs done callbacks or lifecycle
+        callbacks, and on a thread running an asyncio event loop, it never
+        waits: waiting there would block the very answer it waits for.
 
         ``force`` asks the scheduler to interrupt a task that is already
         running; without it a running task refuses (cancel fails) and the
-        future goes back to pending.
+        future goes back to waiting for its result.
         """
+        outcome = self._outcome
+        if outcome is not None:
+            return outcome == CANCELLED
         manager = self._manager
-        lock = manager._lock
-        lock.acquire()
-        try:
-            state = self._fsm
-            if state in _TERMINAL:
-                return state == lc.CANCELLED
-            # The manager's _dispatch, inlined: this is the cancel hot path.
-            # Every state has a step for cancel (an ignoring one where the
-            # declaration has no rule), and a step hands back its effect.
-            effect = manager._cancel_steps[state](manager, self, force)
-            queued: list[Any] | None = manager._queue  # taken only if not empty: see on_message
-            if queued:
-                manager._queue = []
-            else:
-                queued = None
-        finally:
-            lock.release()
-        if queued:
-            manager._release_effects(queued, effect)
-        elif effect is not None:
-            # A cancel's step hands back only its TaskCancel (anything else
-            # it causes is queued): the manager's _release_effects for one
-            # message, inlined. (_send is an instance attribute: loaded, then
-            # called, which CPython runs faster than a method-style call.)
-            send = manager._send
-            try:
-                send(effect)  # type: ignore[arg-type]
-            except Exception:
-                _log.exception("sending %r failed", effect)
-        if timeout is not None and timeout <= 0 or not manager._may_block():
-            return self._fsm == lc.CANCELLED
-        self._wait_while(lc.CANCEL_REQUESTED, manager.cancel_timeout if timeout is None else timeout)
-        if self._fsm == lc.CANCEL_REQUESTED and timeout is None:
+        manager.dispatch(self, CANCEL, force)
+        if timeout is not None and timeout <= 0 or not manager.may_block():
+            return self._outcome == CANCELLED
+        awaiting = manager.lifecycle.awaiting
+        self._wait_while_in(awaiting, manager.cancel_timeout if timeout is None else timeout)
+        if timeout is None and self._fsm in awaiting:
             # Our wait was as long as the lifecycle's own timeout; if no timer
             # serviced it (a manager run without one), service it now.
             manager.expire()
-        return self._fsm == lc.CANCELLED
+        return self._outcome == CANCELLED
 
     def cancelled(self) -> bool:
-        """True if the future ended cancelled. Never blocks."""
-        return self._fsm == lc.CANCELLED
+        """True if the future ended with the ``cancelled`` outcome. Never blocks."""
+        return self._outcome == CANCELLED
 
     def running(self) -> bool:
-        """Always False: a client cannot observe when a worker starts a task,
-        and a running task can still be cancelled (with ``force``)."""
-        return False
+        """True while the future is in a state tagged ``running`` (for
+        taskfate's own client: a worker has started the task and no answer
+        has ended it). Never blocks."""
+        return self._fsm in self._manager.lifecycle.running
 
     def done(self) -> bool:
-        """True once the future is terminal (done, failed or cancelled)."""
-        return self._fsm in _TERMINAL
+        """True once the future is in a final state. Never blocks."""
+        return self._outcome is not None
 
     def result(self, timeout: float | None = None) -> Any:
         """The task's value; blocks up to ``timeout`` seconds for it.
@@ -226,14 +215,14 @@ class Future(concurrent.futures.Future[Any]):
         failed, ``TimeoutError`` if still live after ``timeout``, and
         ``ResultDecodeError`` if the value cannot be deserialized.
         """
-        state = self._fsm
-        if state not in _TERMINAL:
+        outcome = self._outcome
+        if outcome is None:
             self._wait_until_done(timeout)
-            state = self._fsm
-        if state == lc.DONE:
+            outcome = self._outcome
+        if outcome == RESULT:
             value = self._resolved
             return value if value is not _UNSET else self._decoded_value()
-        if state == lc.CANCELLED:
+        if outcome == CANCELLED:
             raise concurrent.futures.CancelledError(self._cancel_reason())
         raise self._failure()
 
@@ -244,29 +233,30 @@ class Future(concurrent.futures.Future[Any]):
         ``ResultDecodeError`` that ``result()`` raises, so code that asks
         ``exception()`` first (asyncio, ``as_completed`` loops) sees it too.
         """
-        if self._fsm not in _TERMINAL:
+        if self._outcome is None:
             self._wait_until_done(timeout)
-        if self._fsm == lc.DONE:
+        outcome = self._outcome
+        if outcome == RESULT:
             try:
                 self._decoded_value()
             except ResultDecodeError as error:
                 return error
             return None
-        if self._fsm == lc.CANCELLED:
+        if outcome == CANCELLED:
             raise concurrent.futures.CancelledError(self._cancel_reason())
         return self._failure()
 
     def add_done_callback(self, fn: Callable[[Future], object]) -> None:
-        """Call ``fn(future)`` once the future is terminal, exactly once.
+        """Call ``fn(future)`` once the future is final, exactly once.
 
         If it already is, ``fn`` runs now, in this thread. Otherwise it runs in
         the thread that ends the future, after the manager's lock is released.
         Exceptions it raises are logged and otherwise ignored.
         """
-        lock = self._manager._lock
+        lock = self._manager.lock
         lock.acquire()
         try:
-            if self._fsm not in _TERMINAL:
+            if self._outcome is None:
                 callbacks = self._callbacks
                 if callbacks is None:
                     self._callbacks = fn
@@ -277,7 +267,7 @@ class Future(concurrent.futures.Future[Any]):
                 return
         finally:
             lock.release()
-        self._manager._run_callbacks(self, (fn,))
+        self._manager.run_callbacks(self, (fn,))
 
     def set_running_or_notify_cancel(self) -> bool:
         raise RuntimeError("a taskfate future is driven by its lifecycle, not by an executor")
@@ -292,14 +282,17 @@ class Future(concurrent.futures.Future[Any]):
         return asyncio.wrap_future(self).__await__()
 
     def __repr__(self) -> str:
-        return f"<Future {self.task_id.hex()[:12]} {self._fsm}>"
+        return f"<{type(self).__name__} {self.task_id.hex()[:12]} {self._fsm}>"
 
     # What concurrent.futures.wait / as_completed / the stdlib's internals
-    # reach for. Built on first use only.
+    # reach for, derived from the lifecycle's tags. Built on first use only.
 
     @property
     def _state(self) -> str:  # type: ignore[override]
-        return _STDLIB_STATE[self._fsm]
+        outcome = self._outcome
+        if outcome is not None:
+            return _STDLIB_OUTCOME[outcome]
+        return RUNNING if self._fsm in self._manager.lifecycle.running else PENDING
 
     @property
     def _condition(self) -> threading.Condition:  # type: ignore[override]
@@ -310,19 +303,45 @@ class Future(concurrent.futures.Future[Any]):
         return (self._waiting or self._start_waiting()).waiters
 
     def _start_waiting(self) -> _Waiting:
-        lock = self._manager._lock
+        lock = self._manager.lock
         with lock:
             if self._waiting is None:
                 self._waiting = _Waiting(lock)
             return self._waiting
 
+    # -- What the manager calls, under its lock ---------------------------------
+
+    def _ended(self, outcome: str) -> bool:
+        """The future just entered a final state with ``outcome``: wake the
+        stdlib's waiters (``wait``, ``as_completed``) and every thread blocked
+        in ``result()`` or ``cancel()``. True when done callbacks are due."""
+        waiting = self._waiting
+        if waiting is not None:
+            for waiter in waiting.waiters:
+                if outcome == CANCELLED:
+                    waiter.add_cancelled(self)
+                elif outcome == EXCEPTION:
+                    waiter.add_exception(self)
+                else:
+                    waiter.add_result(self)
+            waiting.condition.notify_all()
+        return self._callbacks is not None
+
+    def _take_callbacks(self) -> tuple[Callable[[Future], object], ...]:
+        """The done callbacks, handed over once: a second call gets none."""
+        callbacks = self._callbacks
+        self._callbacks = None
+        if callbacks is None:
+            return ()
+        return tuple(callbacks) if isinstance(callbacks, list) else (callbacks,)
+
     # -- Waiting ----------------------------------------------------------------
 
-    def _wait_while(self, state: str, timeout: float | None) -> None:
+    def _wait_while_in(self, states: Collection[str], timeout: float | None) -> None:
         condition = self._condition
         deadline = None if timeout is None else time.monotonic() + timeout
         with condition:
-            while self._fsm == state:
+            while self._fsm in states:
                 if deadline is None:
                     condition.wait()
                 else:
@@ -335,7 +354,7 @@ class Future(concurrent.futures.Future[Any]):
         condition = self._condition
         deadline = None if timeout is None else time.monotonic() + timeout
         with condition:
-            while self._fsm not in _TERMINAL:
+            while self._outcome is None:
                 if deadline is None:
                     condition.wait()
                 else:
@@ -346,25 +365,42 @@ class Future(concurrent.futures.Future[Any]):
 
     # -- Reading what ended the future -------------------------------------------
 
+    def value_of(self, message: Any) -> Any:
+        """The task's value, from the message ``keep_result`` stored.
+
+        The stock form unpickles a ``TaskResult``'s payload with the
+        manager's serializer; a library whose results are other messages (or
+        references to fetch) overrides it. Raising is fine: ``result()``
+        reports it as ``ResultDecodeError``.
+        """
+        return self._manager.serializer.loads(message.payload)
+
+    def error_of(self, message: Any) -> BaseException:
+        """The task's exception, from the message ``keep_result`` stored in a
+        future that ended with the ``exception`` outcome. Overridable like
+        :meth:`value_of`; the stock form reads a ``TaskResult``."""
+        if getattr(message, "result_type", None) == TaskResultType.WORKER_DIED:
+            detail = message.payload.decode("utf-8", "replace") or "no detail"
+            return WorkerDied(f"worker died running task {self.task_id.hex()}: {detail}")
+        try:
+            decoded = self._manager.serializer.loads(message.payload)
+        except Exception as exc:
+            return TaskFailed(f"task {self.task_id.hex()} failed; its error could not be decoded: {exc!r}")
+        return decoded if isinstance(decoded, BaseException) else TaskFailed(repr(decoded))
+
     def _decoded_value(self) -> Any:
         value = self._resolved
         if value is _UNSET:
-            message = self._message
-            assert message is not None
             try:
-                value = self._manager.serializer.loads(message.payload)
+                value = self.value_of(self._message)
             except Exception as exc:
                 raise ResultDecodeError(f"task {self.task_id.hex()} result could not be decoded: {exc!r}") from exc
             # Two first readers may both decode; the lock makes them agree on
             # one object, as the stdlib's result() always returns the same.
-            lock = self._manager._lock
-            lock.acquire()
-            try:
+            with self._manager.lock:
                 if self._resolved is _UNSET:
                     self._resolved = value
                 value = self._resolved
-            finally:
-                lock.release()
         return value
 
     def _failure(self) -> BaseException:
@@ -372,18 +408,11 @@ class Future(concurrent.futures.Future[Any]):
             error: BaseException = self._resolved
             return error
         message = self._message
-        assert message is not None and message.result_type != TaskResultType.SUCCESS
-        if message.result_type == TaskResultType.WORKER_DIED:
-            detail = message.payload.decode("utf-8", "replace") or "no detail"
-            error = WorkerDied(f"worker died running task {self.task_id.hex()}: {detail}")
+        if message is None:
+            error = TaskFailed(f"task {self.task_id.hex()} ended in {self._fsm!r} with no result kept")
         else:
-            try:
-                decoded = self._manager.serializer.loads(message.payload)
-            except Exception as exc:
-                error = TaskFailed(f"task {self.task_id.hex()} failed; its error could not be decoded: {exc!r}")
-            else:
-                error = decoded if isinstance(decoded, BaseException) else TaskFailed(repr(decoded))
-        with self._manager._lock:
+            error = self.error_of(message)
+        with self._manager.lock:
             if self._resolved is _UNSET:
                 self._resolved = error
             kept: BaseException = self._resolved
@@ -393,41 +422,40 @@ class Future(concurrent.futures.Future[Any]):
         history = self._history
         return f"task {self.task_id.hex()} cancelled ({history[-2][0] if history else 'unknown'})"
 
-    # -- Lifecycle callbacks -------------------------------------------------------
-    # Named in taskfate.fsm.lifecycle and called by the manager, under its lock,
-    # with the event's argument. Their outside effects (messages to send,
-    # callbacks to run) are queued on the manager and released after the lock.
-    # taskfate.client.steps writes the short ones' bodies in place of the call
-    # for a class that does not override them (its _INLINE): change a body
-    # here, change it there; tests/test_steps.py runs both forms side by side.
+    # -- The library's lifecycle callbacks ----------------------------------------
+    # Named in taskfate.fsm.declare (the vocabulary a declaration may use) and
+    # called by the runtime, under the manager's lock, with the event's
+    # argument. Outside effects (messages to send, callbacks to run) are
+    # queued on the manager and released after the lock.
 
-    def keep_result(self, message: TaskResult) -> None:
+    def keep_result(self, message: Any) -> None:
         self._message = message
 
-    def discard_result(self, message: TaskResult) -> None:
+    def discard_result(self, message: Any) -> None:
         if self._discarded is None:
             self._discarded = [message]
         else:
             self._discarded.append(message)
         self._manager.stats["discarded_results"] += 1
         if _log.isEnabledFor(logging.INFO):
-            _log.info("task %s: %s result discarded in state %s", self.task_id.hex(), message.result_type.name, self._fsm)
+            _log.info("task %s: result %r discarded in state %s", self.task_id.hex(), getattr(message, "result_type", message), self._fsm)
 
     def send_cancel(self, force: object) -> None:
-        # Anything but an explicit False asks for a forced cancel (clear()
-        # passes True, a tool may pass None).
+        # One TaskCancel for the task, or for its whole group. Anything but an
+        # explicit False asks for a forced cancel (clear() passes True, a tool
+        # may pass None).
         group_id = self.group_id
-        self._manager._queue.append(_new_cancel(self.task_id if group_id is None else group_id, force is not False))
+        self._manager.send_later(_new_cancel(self.task_id if group_id is None else group_id, force is not False))
 
     def cancel_group(self, force: object) -> None:
         if self.group_id is not None:
-            self._manager._cancel_siblings(self)
+            self._manager.cancel_siblings(self)
 
     def arm_confirm_timeout(self, _: object) -> None:
-        self._manager._arm_confirm_timeout(self)
+        self._manager.deadlines.arm(self)
 
     def disarm_confirm_timeout(self, _: object) -> None:
-        self._manager._disarm_confirm_timeout(self)
+        self._manager.deadlines.disarm(self)
 
     def keep_connection_error(self, error: BaseException) -> None:
         self._resolved = error
@@ -447,4 +475,8 @@ class Future(concurrent.futures.Future[Any]):
 
     def note_refused(self, _: object) -> None:
         if _log.isEnabledFor(logging.DEBUG):
-            _log.debug("task %s: scheduler refused to cancel; still pending", self.task_id.hex())
+            _log.debug("task %s: scheduler refused to cancel; the task runs on", self.task_id.hex())
+
+    def note_started(self, _: object) -> None:
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("task %s: a worker started it", self.task_id.hex())

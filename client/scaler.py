@@ -68,7 +68,7 @@ from taskfate.client.errors import WorkerDied as _TaskfateWorkerDied
 from taskfate.client.future import Future as _TaskfateFuture
 from taskfate.client.manager import DEFAULT_CANCEL_TIMEOUT, FutureManager
 from taskfate.fsm import lifecycle as lc
-from taskfate.fsm.table import get_lifecycle
+from taskfate.fsm.declare import Lifecycle, declare
 from taskfate.protocol import (
     CancelConfirmType,
     Message,
@@ -81,6 +81,7 @@ from taskfate.protocol import (
 
 __all__ = [
     "PLUG_IN_POINTS",
+    "SCALER_LIFECYCLES",
     "SCALER_VERSION",
     "Client",
     "Future",
@@ -90,6 +91,8 @@ __all__ = [
     "cancel_from_taskfate",
     "confirm_from_scaler",
     "result_from_scaler",
+    "scaler_declaration",
+    "scaler_lifecycle",
 ]
 
 _log = logging.getLogger("taskfate.client.scaler")
@@ -228,6 +231,34 @@ class WorkerDied(_TaskfateWorkerDied, _ScalerWorkerDiedError):  # type: ignore[m
 _NO_VALUE: Any = object()
 
 
+def scaler_declaration(policy: str = lc.DEFAULT_POLICY) -> dict[str, Any]:
+    """The adapter's lifecycle: the stock one, with the submitted state tagged
+    ``running``. Scaler's scheduler sends no started notice, and Scaler's own
+    futures report ``running()`` True from submission on; so do these, until
+    a cancel is asked or an answer ends them."""
+    declared = lc.declaration(policy)
+    for state in declared["states"]:
+        if state["name"] == lc.PENDING:
+            state["tags"] = ["running"]
+    return declared
+
+
+#: The adapter's lifecycles by late-result policy (its messages are mapped
+#: onto taskfate's before they reach the manager, so the stock classifier
+#: reads them).
+SCALER_LIFECYCLES: Final[dict[str, Lifecycle]] = {
+    policy: declare(scaler_declaration(policy), messages=lc.stock_messages, name=f"scaler-{policy}") for policy in lc.POLICIES
+}
+
+
+def scaler_lifecycle(policy: str) -> Lifecycle:
+    """The adapter's lifecycle for ``policy``; ``ValueError`` for an unknown one."""
+    try:
+        return SCALER_LIFECYCLES[policy]
+    except KeyError:
+        raise ValueError(f"unknown late_result policy {policy!r}; choose one of {lc.POLICIES}") from None
+
+
 class Future(_TaskfateFuture):
     """A Scaler task's future, driven by taskfate's declared lifecycle.
 
@@ -238,14 +269,14 @@ class Future(_TaskfateFuture):
     ``result(timeout)`` bounds the fetch too.
     """
 
-    __slots__ = ("_session", "_delayed", "_added", "_outcome", "_object_id", "_fetch", "_known", "_profile")
+    __slots__ = ("_session", "_delayed", "_added", "_result_type", "_object_id", "_fetch", "_known", "_profile")
 
     def __init__(self, task_id: TaskID, manager: FutureManager, group_id: TaskID | None = None) -> None:
         super().__init__(task_id, manager, group_id)
         self._session: _Session | None = None
         self._delayed = True
         self._added = False
-        self._outcome: TaskResultType | None = None
+        self._result_type: TaskResultType | None = None
         self._object_id: bytes = b""
         self._fetch: concurrent.futures.Future[Any] | None = None
         self._known: Any = _NO_VALUE
@@ -264,7 +295,7 @@ class Future(_TaskfateFuture):
         locally (a data node); it ends the future ``done`` through the
         lifecycle. Any other use raises ``RuntimeError``: results come from
         the scheduler."""
-        if self._added or self.state != lc.PENDING or self._session is None:
+        if self._added or self.state != self._manager.lifecycle.initial or self._session is None:
             super().set_result(result)  # raises: the scheduler owns this future's result
             return
         self._known = result
@@ -299,12 +330,11 @@ class Future(_TaskfateFuture):
             concurrent.futures.wait([self], timeout=timeout)
             if not self.done():
                 raise concurrent.futures.TimeoutError()
-        state = self.state
-        if state == lc.CANCELLED:
+        if self.cancelled():
             super().result(0)  # raises CancelledError naming the event
         if self._known is not _NO_VALUE:
             return False, self._known
-        outcome = self._outcome
+        outcome = self._result_type
         if outcome is None:
             # Failed without a result: the connection to the scheduler ended.
             return True, super().exception(0)
@@ -350,16 +380,16 @@ class Future(_TaskfateFuture):
                 else:
                     self._fetch = session.fetch(
                         self._object_id,
-                        is_exception=self._outcome != TaskResultType.SUCCESS,
+                        is_exception=self._result_type != TaskResultType.SUCCESS,
                         delete_after_fetch=self.group_id is None,
                     )
             return self._fetch
 
     def _needs_fetch(self) -> bool:
         return (
-            self.state in (lc.DONE, lc.FAILED)
+            self.outcome in ("result", "exception")
             and self._known is _NO_VALUE
-            and self._outcome in (TaskResultType.SUCCESS, TaskResultType.FAILED)
+            and self._result_type in (TaskResultType.SUCCESS, TaskResultType.FAILED)
             and bool(self._object_id)
             and self._session is not None
         )
@@ -368,14 +398,14 @@ class Future(_TaskfateFuture):
 
     def keep_result(self, message: TaskResult) -> None:
         super().keep_result(message)
-        self._outcome = message.result_type
+        self._result_type = message.result_type
         self._object_id = message.payload
         if not self._delayed and self._needs_fetch_after_keep():
             self._start_fetch()
 
     def _needs_fetch_after_keep(self) -> bool:
         # Called before the state changes, so judge by the message alone.
-        return self._known is _NO_VALUE and self._outcome != TaskResultType.WORKER_DIED and bool(self._object_id)
+        return self._known is _NO_VALUE and self._result_type != TaskResultType.WORKER_DIED and bool(self._object_id)
 
 
 def _after_fetch(fn: Callable[[_TaskfateFuture], object], future: _TaskfateFuture) -> None:
@@ -433,7 +463,7 @@ class ScalerFutureManager(_scaler_mixins.FutureManager):  # type: ignore[misc]
     def __init__(self, send: Callable[[Any], object], *, late_result: str, cancel_timeout: float) -> None:
         self._scaler_send = send
         self.lifecycle = FutureManager(
-            self._send, late_result=late_result, cancel_timeout=cancel_timeout, future_class=Future
+            self._send, lifecycle=scaler_lifecycle(late_result), cancel_timeout=cancel_timeout, future_class=Future
         )
         self._session = _Session(self.lifecycle)
 
@@ -539,7 +569,7 @@ class Client(_scaler_client.Client):  # type: ignore[misc]
         cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
         **kwargs: Any,
     ) -> None:
-        get_lifecycle(late_result)  # a bad policy fails here, before any connection
+        scaler_lifecycle(late_result)  # a bad policy fails here, before any connection
         if not cancel_timeout > 0:
             raise ValueError("cancel_timeout must be a positive number of seconds")
         self._late_result = late_result

@@ -4,10 +4,12 @@ Rules of this module
 --------------------
 
 * Nothing here names a state, an event or a rule. Every diagram, table and
-  highlighted path is read from ``taskfate.fsm.lifecycle.declaration`` (and
-  checked against the table the futures execute), so a rule added there is
+  highlighted path is read from a :class:`~taskfate.fsm.declare.Lifecycle`
+  (a stock policy's, by name, or any declared one): from its declaration,
+  checked against the table the futures execute, so a rule added there is
   drawn everywhere the next time the docs are refreshed, and a doc that was
-  not refreshed fails the test suite.
+  not refreshed fails the test suite. The protocol message behind an event
+  is what the lifecycle's own classifier makes of the protocol's messages.
 * Pure text in, text out: no files, no subprocesses. Writing the docs,
   reading a saved history and rendering svg/png belong to the command line
   (``taskfate diagram``), which is the only caller that does I/O.
@@ -46,17 +48,25 @@ package) just to produce text, and dot text must work with the base install.
 from __future__ import annotations
 
 import copy
-
 import json
+import logging
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 from transitions.extensions.diagrams import GraphMachine
+from transitions.extensions.states import Tags, add_state_features
 
 from taskfate.fsm import lifecycle as lc
+from taskfate.fsm.declare import CANCEL_GROUP, DISCARD_RESULT, GROUP_CANCEL, SEND_CANCEL
 from taskfate.fsm.table import DeclarationError, Lifecycle, compile_machine, get_lifecycle
+from taskfate.protocol import CancelConfirmType, TaskCancelConfirm, TaskID, TaskResult, TaskResultType, TaskStarted
+
+_log = logging.getLogger("taskfate.fsm.diagram")
+
+#: What the drawing functions accept: a stock policy's name or any Lifecycle.
+Source = str | Lifecycle
 
 __all__ = [
     "DeclaredRule",
@@ -69,6 +79,7 @@ __all__ = [
     "check_history",
     "declared_rules",
     "docs_sections",
+    "side_by_side_markdown",
     "dot",
     "history_from_json",
     "history_to_json",
@@ -91,15 +102,15 @@ _STYLES: Final[dict[str, dict[str, str]]] = {
 #: not listed (keeping a result, logging, timers) are bookkeeping and would
 #: only lengthen the labels; ``docs/lifecycle.md`` describes them.
 _EFFECTS: Final[dict[str, str]] = {
-    lc.SEND_CANCEL: "sends TaskCancel",
-    lc.CANCEL_GROUP: f"pending siblings take {lc.GROUP_CANCEL}",
-    lc.DISCARD_RESULT: "result discarded",
+    SEND_CANCEL: "sends TaskCancel",
+    CANCEL_GROUP: f"pending siblings take {GROUP_CANCEL}",
+    DISCARD_RESULT: "result discarded",
 }
 
 #: The callback through which one member's rule makes its siblings take an
 #: event; the client implements ``cancel_group`` by dispatching
 #: ``group_cancel`` to every pending member of the group.
-_SIBLING_EVENTS: Final[dict[str, str]] = {lc.CANCEL_GROUP: lc.GROUP_CANCEL}
+_SIBLING_EVENTS: Final[dict[str, str]] = {CANCEL_GROUP: GROUP_CANCEL}
 
 #: Mermaid's lexer ends a label at these; a label containing one would be cut.
 _MERMAID_FORBIDDEN: Final = re.compile(r"[:;\n]")
@@ -127,15 +138,25 @@ class DeclaredRule(NamedTuple):
         return self.before + self.after
 
 
-def declared_rules(policy: str = lc.DEFAULT_POLICY) -> tuple[DeclaredRule, ...]:
-    """The declaration's rules for ``policy``, one per (source, event), in
-    declaration order.
+def resolve(source: Source) -> Lifecycle:
+    """The :class:`Lifecycle` a drawing function was handed: a stock
+    policy's by name, or the one given."""
+    if isinstance(source, Lifecycle):
+        return source
+    if isinstance(source, str):
+        return get_lifecycle(source)
+    raise TypeError(f"expected a policy name or a Lifecycle, got {type(source).__name__}")
+
+
+def declared_rules(policy: Source = lc.DEFAULT_POLICY) -> tuple[DeclaredRule, ...]:
+    """The declaration's rules for ``policy`` (a stock policy's name or a
+    Lifecycle), one per (source, event), in declaration order.
 
     ``transitions`` treats a rule with several sources exactly like one rule
     per source; splitting them here lets a diagram label each source's copy
     on its own (a history may have taken it from one source only).
     """
-    return split_rules(lc.declaration(policy))
+    return split_rules(resolve(policy).declaration)
 
 
 def split_rules(declared: Mapping[str, Any]) -> tuple[DeclaredRule, ...]:
@@ -161,12 +182,25 @@ def _listify(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _messages() -> dict[str, str]:
-    """Event name -> the protocol message it stands for, e.g. ``TaskResult SUCCESS``."""
-    return {
-        event: f"{message_type.__name__} {getattr(kind, 'name', kind)}"
-        for (message_type, kind), event in lc.MESSAGE_EVENTS.items()
-    }
+def _messages(lifecycle: Lifecycle) -> dict[str, str]:
+    """Event name -> the protocol message it stands for, e.g. ``TaskResult
+    SUCCESS``: what ``lifecycle``'s classifier makes of each of the
+    protocol's messages. A library's own message is not the protocol's and
+    gets no label."""
+    probe = TaskID(bytes(16))
+    samples: list[tuple[Any, str]] = [(TaskResult(probe, kind), f"TaskResult {kind.name}") for kind in TaskResultType]
+    samples += [(TaskCancelConfirm(probe, kind), f"TaskCancelConfirm {kind.name}") for kind in CancelConfirmType]
+    samples.append((TaskStarted(probe), "TaskStarted"))
+    labels: dict[str, str] = {}
+    for message, label in samples:
+        try:
+            event = lifecycle.messages(message)
+        except Exception:  # a library's classifier may not expect the protocol's messages
+            _log.debug("the classifier of %r refused %r", lifecycle.name, message, exc_info=True)
+            continue
+        if event is not None and event not in labels:
+            labels[event] = label
+    return labels
 
 
 def _sibling_sources(rules: Iterable[DeclaredRule]) -> dict[str, list[str]]:
@@ -279,23 +313,24 @@ def _coerce_step(entry: Sequence[Any], index: int) -> HistoryStep:
     return HistoryStep(event, source, dest, None if time is None else float(time))
 
 
-def check_history(history: Iterable[Sequence[Any]], policy: str = lc.DEFAULT_POLICY) -> tuple[HistoryStep, ...]:
+def check_history(history: Iterable[Sequence[Any]], policy: Source = lc.DEFAULT_POLICY) -> tuple[HistoryStep, ...]:
     """The history as steps, after checking that it is a path through
-    ``policy``'s lifecycle: every step a declared state change, each step
-    starting where the previous one ended.
+    ``policy``'s lifecycle (a stock policy's name or a Lifecycle): every
+    step a declared state change, each step starting where the previous one
+    ended.
 
     A history may start anywhere (the future keeps only its most recent
     steps). A step no rule explains is reported with the policies that would
     explain it, since the usual cause is drawing under the wrong policy.
     """
-    lifecycle = get_lifecycle(policy)
+    lifecycle = resolve(policy)
     steps = tuple(_coerce_step(entry, index) for index, entry in enumerate(history, 1))
     for index, step in enumerate(steps, 1):
         if not _step_declared(lifecycle, step):
-            others = [name for name in lc.POLICIES if name != policy and _step_declared(get_lifecycle(name), step)]
+            others = [other.name for other in _siblings(lifecycle) if _step_declared(other, step)]
             hint = f"; it is a rule of late_result={others[0]!r}: draw with that policy" if others else ""
             raise HistoryError(
-                f"step {index} ({step.source} --{step.event}--> {step.dest}) is not a rule of late_result={policy!r}{hint}"
+                f"step {index} ({step.source} --{step.event}--> {step.dest}) is not a rule of {_named(lifecycle)}{hint}"
             )
         if index > 1 and steps[index - 2].dest != step.source:
             raise HistoryError(
@@ -337,8 +372,10 @@ def _node_roles(lifecycle: Lifecycle, steps: Sequence[HistoryStep] | None) -> di
 # -- Mermaid --------------------------------------------------------------------
 
 
+@add_state_features(Tags)
 class _LifecycleGraph(GraphMachine):
-    """``transitions``' diagram machine with taskfate's node styles."""
+    """``transitions``' diagram machine with taskfate's node styles; its
+    states take tags, as declared states carry them."""
 
     style_attributes = {"node": {name: dict(style) for name, style in _STYLES.items()}, "edge": {}, "graph": {}}
 
@@ -349,13 +386,32 @@ class _Model:
     get_graph: Any  # bound by the machine when the model is added
 
 
-def _title(policy: str, history: bool) -> str:
+def _stock(lifecycle: Lifecycle) -> bool:
+    return lc.STOCK_LIFECYCLES.get(lifecycle.name) is lifecycle
+
+
+def _siblings(lifecycle: Lifecycle) -> list[Lifecycle]:
+    """The lifecycles declared alongside ``lifecycle`` under the other
+    late-result policies (the stock ones, or those with a ``running``
+    state), or none for a lifecycle declared elsewhere."""
+    for family in (lc.STOCK_LIFECYCLES, lc.STARTED_LIFECYCLES):
+        if lifecycle in family.values():
+            return [other for other in family.values() if other is not lifecycle]
+    return []
+
+
+def _named(lifecycle: Lifecycle) -> str:
+    return f"late_result={lifecycle.name!r}" if _stock(lifecycle) else f"lifecycle {lifecycle.name!r}"
+
+
+def _title(lifecycle: Lifecycle, history: bool) -> str:
     what = "a future's path" if history else "the lifecycle of a taskfate future"
-    return f"{what}, late_result={policy}"
+    return f"{what}, {'late_result=' if _stock(lifecycle) else ''}{lifecycle.name}"
 
 
-def mermaid(policy: str = lc.DEFAULT_POLICY, history: Iterable[Sequence[Any]] | None = None) -> str:
-    """The lifecycle of ``policy`` as a Mermaid ``stateDiagram-v2``.
+def mermaid(policy: Source = lc.DEFAULT_POLICY, history: Iterable[Sequence[Any]] | None = None) -> str:
+    """The lifecycle of ``policy`` (a stock policy's name or any Lifecycle)
+    as a Mermaid ``stateDiagram-v2``.
 
     With ``history`` (``future.history`` or what ``history_from_json`` read),
     the states the future went through are styled, the state it is in is
@@ -363,12 +419,12 @@ def mermaid(policy: str = lc.DEFAULT_POLICY, history: Iterable[Sequence[Any]] | 
     ``[1,3] cancel``. ``HistoryError`` if the history is not a path of
     ``policy``.
     """
-    lifecycle = get_lifecycle(policy)
-    steps = None if history is None else check_history(history, policy)
-    rules = declared_rules(policy)
-    messages, fanned = _messages(), _sibling_sources(rules)
+    lifecycle = resolve(policy)
+    steps = None if history is None else check_history(history, lifecycle)
+    rules = declared_rules(lifecycle)
+    messages, fanned = _messages(lifecycle), _sibling_sources(rules)
     taken = _steps_by_edge(steps or ())
-    declared = lc.declaration(policy)
+    declared = copy.deepcopy(dict(lifecycle.declaration))
     labelled = []
     for rule in rules:
         label = _step_prefix(taken.get((rule.source, rule.event), ())) + _rule_label(rule, messages, fanned)
@@ -386,10 +442,11 @@ def mermaid(policy: str = lc.DEFAULT_POLICY, history: Iterable[Sequence[Any]] | 
         )
     declared["transitions"] = labelled
     model = _Model()
-    machine = _LifecycleGraph(model=model, graph_engine="mermaid", title=_title(policy, steps is not None), **declared)
+    title = _title(lifecycle, steps is not None)
+    machine = _LifecycleGraph(model=model, graph_engine="mermaid", title=title, **declared)
     # The drawn machine must be the executed one: compare their tables.
-    if compile_machine(machine, policy).table != lifecycle.table:
-        raise DeclarationError(f"the diagram machine for {policy!r} differs from the executed table")
+    if compile_machine(machine, lifecycle.name).table != lifecycle.table:
+        raise DeclarationError(f"the diagram machine for {lifecycle.name!r} differs from the executed table")
     graph = machine.model_graphs[id(model)]
     graph.reset_styling()
     roles = _node_roles(lifecycle, steps)
@@ -397,7 +454,7 @@ def mermaid(policy: str = lc.DEFAULT_POLICY, history: Iterable[Sequence[Any]] | 
         graph.set_node_style(state, role)
     source = model.get_graph().source
     terminal = [state for state in lifecycle.states if state in lifecycle.terminal]
-    return _repair_mermaid(source, _title(policy, steps is not None), set(roles.values()), terminal)
+    return _repair_mermaid(source, title, set(roles.values()), terminal)
 
 
 def declaration_mermaid(
@@ -481,16 +538,17 @@ def _dot_node_attributes(style: Mapping[str, str]) -> str:
     return ", ".join(f"{key}={_dot_quote(value)}" for key, value in attributes.items())
 
 
-def dot(policy: str = lc.DEFAULT_POLICY, history: Iterable[Sequence[Any]] | None = None) -> str:
+def dot(policy: Source = lc.DEFAULT_POLICY, history: Iterable[Sequence[Any]] | None = None) -> str:
     """The same picture as :func:`mermaid`, as Graphviz dot text.
 
     Edges carry the same labels; with ``history``, the edges taken are also
     drawn in colour and the others greyed.
     """
-    lifecycle = get_lifecycle(policy)
-    steps = None if history is None else check_history(history, policy)
-    rules = declared_rules(policy)
-    messages, fanned = _messages(), _sibling_sources(rules)
+    lifecycle = resolve(policy)
+    steps = None if history is None else check_history(history, lifecycle)
+    rules = declared_rules(lifecycle)
+    messages, fanned = _messages(lifecycle), _sibling_sources(rules)
+    title = _title(lifecycle, steps is not None)
     taken = _steps_by_edge(steps or ())
     roles = _node_roles(lifecycle, steps)
     edges: dict[tuple[str, str], list[tuple[str, bool]]] = {}
@@ -502,8 +560,8 @@ def dot(policy: str = lc.DEFAULT_POLICY, history: Iterable[Sequence[Any]] | None
             label += _INTERNAL_MARK
         edges.setdefault((rule.source, dest), []).append((label, bool(numbers)))
     out = [
-        f"digraph {_dot_quote(_title(policy, steps is not None))} {{",
-        f"  label={_dot_quote(_title(policy, steps is not None))}; labelloc=t; rankdir=LR;",
+        f"digraph {_dot_quote(title)} {{",
+        f"  label={_dot_quote(title)}; labelloc=t; rankdir=LR;",
         # The label default is spelled out: a node that sets its own label
         # before any default exists can leave every other node unlabelled.
         '  node [shape=box, style="rounded,filled", fontname="Helvetica", label="\\N"];',
@@ -534,20 +592,24 @@ def dot(policy: str = lc.DEFAULT_POLICY, history: Iterable[Sequence[Any]] | None
 # -- The table ------------------------------------------------------------------------
 
 
-def table_markdown(policy: str = lc.DEFAULT_POLICY) -> str:
+def table_markdown(policy: Source = lc.DEFAULT_POLICY) -> str:
     """Every event against every state, as a markdown table.
 
     A cell is the next state, *stays* for a rule that keeps the state, or
     *ignored* where no rule exists (the client counts those). Cells in bold
-    are the ones another policy declares differently.
+    are the ones another policy of the same family declares differently (a
+    lifecycle declared elsewhere has no family, and no bold cells). The
+    message column names the protocol message behind a peer event, *local*
+    for the library's own events, and *peer* for an event only a library's
+    own message fires.
     """
-    lifecycle = get_lifecycle(policy)
-    others = [get_lifecycle(name) for name in lc.POLICIES if name != policy]
-    messages = _messages()
+    lifecycle = resolve(policy)
+    others = _siblings(lifecycle)
+    messages = _messages(lifecycle)
     header = ["event", "message", *(f"`{state}`" for state in lifecycle.states)]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for event in _all_events(lifecycle):
-        cells = [f"`{event}`", messages.get(event, "local")]
+    for event in _all_events(lifecycle, others):
+        cells = [f"`{event}`", messages.get(event, "local" if event in lc.LOCAL_EVENTS else "peer")]
         for state in lifecycle.states:
             rule = lifecycle.rule(state, event)
             text = "ignored" if rule is None else "stays" if rule.dest is None else f"`{rule.dest}`"
@@ -556,18 +618,57 @@ def table_markdown(policy: str = lc.DEFAULT_POLICY) -> str:
             cells.append(text)
         rows.append("| " + " | ".join(cells) + " |")
     if others:
-        names = ", ".join(f"`late_result={other.policy}`" for other in others)
+        names = ", ".join(f"`{other.name}`" if not _stock(other) else f"`late_result={other.name}`" for other in others)
         rows += ["", f"Rows are events, columns the state a future is in. **Bold**: declared differently under {names}."]
     return "\n".join(rows) + "\n"
 
 
-def _all_events(lifecycle: Lifecycle) -> list[str]:
-    """Every event any policy declares, in declaration order, so each policy's
-    table has the same rows even where one of them ignores an event."""
+def _all_events(lifecycle: Lifecycle, others: Iterable[Lifecycle]) -> list[str]:
+    """Every event the lifecycle or its family declares, in declaration
+    order, so each policy's table has the same rows even where one of them
+    ignores an event."""
     events = list(lifecycle.events)
-    for name in lc.POLICIES:
-        events += [event for event in get_lifecycle(name).events if event not in events]
+    for other in others:
+        events += [event for event in other.events if event not in events]
     return events
+
+
+def side_by_side_markdown(lifecycles: Sequence[Source]) -> str:
+    """Several lifecycles' declarations side by side, as two markdown tables.
+
+    The first lists every state any of them declares, with its tags in each
+    (*awaits* marks a state that waits for the peer's answer; a blank cell, a
+    lifecycle without the state); the second every declared ``(state,
+    event)`` rule, with where it leads in each (*stays* for a rule that keeps
+    the state, a blank cell where that lifecycle has no such rule). Meant for
+    comparing a library's own declaration with the stock ones.
+    """
+    chosen = [resolve(source) for source in lifecycles]
+    if not chosen:
+        raise ValueError("side_by_side_markdown needs at least one lifecycle")
+    names = [f"`{lifecycle.name}`" for lifecycle in chosen]
+    states = list(dict.fromkeys(state for lifecycle in chosen for state in lifecycle.states))
+    rows = ["| state | " + " | ".join(names) + " |", "|" + "---|" * (len(chosen) + 1)]
+    for state in states:
+        cells = []
+        for lifecycle in chosen:
+            if state not in lifecycle.states:
+                cells.append("")
+                continue
+            tags = [lifecycle.outcomes[state]] if state in lifecycle.outcomes else []
+            tags += ["running"] if state in lifecycle.running else []
+            tags += ["awaits"] if state in lifecycle.awaiting else []
+            cells.append(", ".join(tags) or "live")
+        rows.append(f"| `{state}` | " + " | ".join(cells) + " |")
+    rows += ["", "| state | event | " + " | ".join(names) + " |", "|" + "---|" * (len(chosen) + 2)]
+    keys = list(dict.fromkeys((state, event) for lifecycle in chosen for state, event, _ in lifecycle.rules()))
+    for state, event in keys:
+        cells = []
+        for lifecycle in chosen:
+            rule = lifecycle.rule(state, event) if state in lifecycle.table else None
+            cells.append("" if rule is None else "stays" if rule.dest is None else f"`{rule.dest}`")
+        rows.append(f"| `{state}` | `{event}` | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
 
 
 # -- Generated sections of the docs -----------------------------------------------------
@@ -577,8 +678,12 @@ REFRESH_COMMAND: Final = "taskfate diagram --update-docs"
 #: Which generated sections each document (relative to the repository root) holds.
 DOCUMENTS: Final[dict[str, tuple[str, ...]]] = {
     "README.md": ("readme-diagram",),
-    "docs/lifecycle.md": tuple(f"lifecycle-{policy}" for policy in lc.POLICIES),
+    "docs/lifecycle.md": (*(f"lifecycle-{policy}" for policy in lc.POLICIES), "declarations"),
 }
+
+#: The declarations drawn side by side in ``docs/lifecycle.md``: the stock
+#: lifecycle and the one taskfate's own ``Client`` runs.
+SIDE_BY_SIDE: Final = (lc.STOCK_LIFECYCLES[lc.DEFAULT_POLICY], lc.STARTED_LIFECYCLES[lc.DEFAULT_POLICY])
 
 _BEGIN: Final = "<!-- BEGIN GENERATED {name}: made from the declarations by `{command}`; do not edit by hand -->"
 _END: Final = "<!-- END GENERATED {name} -->"
@@ -594,6 +699,7 @@ def docs_sections() -> dict[str, str]:
     sections = {"readme-diagram": _fenced(mermaid(lc.DEFAULT_POLICY))}
     for policy in lc.POLICIES:
         sections[f"lifecycle-{policy}"] = _fenced(mermaid(policy)) + "\n" + table_markdown(policy)
+    sections["declarations"] = "".join(_fenced(mermaid(lifecycle)) + "\n" for lifecycle in SIDE_BY_SIDE[1:]) + side_by_side_markdown(SIDE_BY_SIDE)
     return sections
 
 

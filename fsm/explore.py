@@ -10,27 +10,50 @@ a promise is a shortest one.
 What the explorer reads
 -----------------------
 
-Only a compiled :class:`~taskfate.fsm.table.Lifecycle` (a policy name, a
-declaration dict or a ``transitions`` machine is compiled first). It knows
-nothing of the lifecycle's rules: it knows what each *callback* named in
-:mod:`taskfate.fsm.lifecycle` does to the outside world (``keep_result``
-stores the result ``result()`` reports, ``send_cancel`` puts a ``TaskCancel``
-on the wire, ``arm_confirm_timeout`` starts the timer that may later fire
-``confirm_timeout``, ...) and what the client's manager does around the
-table (routing a group's confirm to every live member, dispatching
-``group_cancel`` to pending siblings, firing the timer only for a future still
-``cancel_requested``, waking ``cancel()`` callers when that state is left).
-Hand it a deliberately broken declaration and it reports what broke.
+Only a :class:`~taskfate.fsm.declare.Lifecycle` (a policy name or a
+declaration dict is declared first). No stock state or event name decides
+anything here: the states' tags say which are final and with what outcome,
+``Lifecycle.awaiting`` which wait for the peer's answer, the split of
+triggers into local and peer events what the library and the peer may fire.
+What the explorer knows is the library's *vocabulary*: what each callback of
+``taskfate.fsm.declare.CALLBACKS`` does to the outside world (``keep_result``
+stores the result ``result()`` reports, ``send_cancel`` puts a
+``TaskCancel`` on the wire, ``arm_confirm_timeout`` starts the timer that may
+later fire ``confirm_timeout``, ...) and what the manager does around the
+table with the local events (``cancel()`` fires ``cancel`` and waits while
+the future is in an awaiting state; the timer fires ``confirm_timeout`` only
+in one; ``cancel_group`` dispatches ``group_cancel`` to live siblings; a
+group's confirm reaches every live member). A callback outside that
+vocabulary (a user's own) is taken to have no protocol effect and is listed
+in the report. Hand it a deliberately broken declaration and it reports what
+broke.
+
+The peer's events, by kind
+--------------------------
+
+Derived from the lifecycle, never from names:
+
+* *results*: ``Lifecycle.result_events()`` (some rule keeps or discards what
+  they bring). Whether one is a success or a failure is asked of the
+  lifecycle's own message classifier, by classifying the protocol's
+  ``TaskResult`` of each type; a result event no ``TaskResult`` maps to (a
+  library's own message) is of unknown kind and accepted in a final state of
+  either outcome, and the report says so.
+* *confirms*: the other peer events some awaiting state has a rule for.
+* *notices*: every other peer event (``started``, a library's progress
+  message, ...).
 
 The world
 ---------
 
-* The scheduler decides each task's outcome once (one result type) and may
-  deliver that result any number of times (duplicates) or never (loss). It
-  may cancel a task on its own (``confirm_canceled`` at any time) and answers
-  a ``TaskCancel`` it was sent with any confirm type, any number of times.
-  With ``scheduler="any"`` every message may arrive at any moment, which is a
-  superset of every scheduler and channel.
+* A faithful peer decides each task's outcome once (one result event) and
+  may deliver it any number of times (duplicates) or never (loss). It sends
+  a confirm only after a ``TaskCancel`` was sent for the task (or its
+  group), any number of times, except a confirm the declaration accepts in
+  a live state that does not await an answer (the scheduler cancelled on its
+  own), which it may send at any time. It sends each notice at most once,
+  and only before the result. With ``scheduler="any"`` every peer event may
+  arrive at any moment, which is a superset of every peer and channel.
 * Messages reach a future in whatever state it is in. The manager stops
   routing to finished futures, but an embedding library's routing may not,
   and the declaration says what happens then, so it is checked too. A
@@ -52,45 +75,82 @@ The promises checked at every step
 ``result_recorded``
     every result that reaches a future is kept (``result()`` reports it) or
     recorded as discarded; none is overwritten or kept on a future that
-    ends cancelled.
+    ends in a state tagged ``cancelled``.
 ``result_matches_state``
-    ``done`` holds a success, ``failed`` a failure or a connection error.
+    a state tagged ``result`` holds a success, one tagged ``exception`` a
+    failure or a connection error; ``keep_result`` runs only for a result.
 ``cancel_returns_final_state``
     a ``cancel()`` that returned True is never contradicted later.
 ``one_request_per_cancel``
-    a future waiting for a cancel answer has sent its request; a request
-    already in flight is not sent again.
+    a future in a cancelling state (one a ``cancel``, ``clear`` or
+    ``group_cancel`` rule leads to, or an awaiting one) has sent its
+    request; a request already in flight is not sent again.
 ``ends_once_timeouts_fire``
-    from every reachable state, once the scheduler falls silent, every
-    future that asked to cancel still ends (through its timer). Only a future
-    that never asked may wait for the scheduler indefinitely: it is owed a
+    from every reachable state, once the peer falls silent, every future in
+    a cancelling state still ends (through its timer). Only a future that
+    is not cancelling may wait for the peer indefinitely: it is owed a
     result.
 ``can_end``
     no future reaches a non-terminal state that no event ever leaves.
 ``close_ends_every_future``
     ``close()`` leaves no live future behind (after it no timer fires).
 
+With ``strict=True`` a declared transition that no explored ordering took is
+a failure too (the report lists them either way): a rule nothing exercises
+is one the promises above say nothing about.
+
 Every step is pure: no threads, no clock, no I/O.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from taskfate.fsm import lifecycle as lc
-from taskfate.fsm.table import Lifecycle, compile_machine, get_lifecycle
+from taskfate.fsm.declare import (
+    ARM_CONFIRM_TIMEOUT,
+    CALLBACKS,
+    CANCEL,
+    CANCELLED,
+    CANCEL_GROUP,
+    CLEAR,
+    CLOSE,
+    CONFIRM_TIMEOUT,
+    CONNECTION_LOST,
+    DISARM_CONFIRM_TIMEOUT,
+    DISCARD_RESULT,
+    EXCEPTION,
+    GROUP_CANCEL,
+    KEEP_CONNECTION_ERROR,
+    KEEP_RESULT,
+    RESULT,
+    SEND_CANCEL,
+    Lifecycle,
+    Table,
+    TaggedMachine,
+    compile_machine,
+    declare,
+)
+from taskfate.fsm.lifecycle import DEFAULT_POLICY, POLICIES, STOCK_LIFECYCLES, stock_messages
+from taskfate.fsm.table import get_lifecycle
+from taskfate.protocol import CancelConfirmType, TaskCancelConfirm, TaskID, TaskResult, TaskResultType, TaskStarted
 
 __all__ = [
     "INVARIANTS",
     "Explorer",
+    "PeerEvents",
     "Report",
     "Violation",
     "explore",
     "load_lifecycle",
+    "load_table",
+    "peer_events",
 ]
+
+_log = logging.getLogger("taskfate.fsm.explore")
 
 #: The promises, by name, in the order the report lists them.
 INVARIANTS: Final = (
@@ -110,17 +170,20 @@ SCHEDULERS: Final = ("faithful", "any")
 # A future is a tuple of small ints (hashable, cheap to copy). Field indices:
 _ST = 0  # lifecycle state index, -1 before submission
 _ARMED = 1  # a confirm timer is armed (a deadline is set)
-_HELD = 2  # what keep_result stored: 0 nothing, 1 success, 2 failure, 3 not a result
+_HELD = 2  # what keep_result stored: one of the _HELD_* codes below
 _ERR = 3  # keep_connection_error stored the transport's error
 _ENDS = 4  # terminal entries so far (capped at 2)
 _WAITING = 5  # cancel() callers blocked on this future (capped at 2)
 _PROMISED = 6  # some cancel() returned True
-_OUTCOME = 7  # the scheduler's decided result: 0 none yet, else 1 + index in RESULT_EVENTS
+_OUTCOME = 7  # the peer's decided result: 0 none yet, else 1 + index in the result events
 _ASKED = 8  # a TaskCancel naming this task's own id was sent
-_FIELDS = 9
+_NOTICED = 9  # bit i: the peer sent notice i
+_FIELDS = 10
 _UNSUBMITTED = -1
 
-_HELD_NAMES = ("nothing", "a success", "a failure", "something that is not a result")
+# What a future holds, and what a result event carries.
+_NOTHING, _SUCCESS, _FAILURE, _NOT_A_RESULT, _UNKNOWN = 0, 1, 2, 3, 4
+_HELD_NAMES = ("nothing", "a success", "a failure", "something that is not a result", "a result of unknown kind")
 
 # Actions are tuples (kind, future index, event). Kinds:
 _SUBMIT, _MESSAGE, _GROUP, _CANCEL, _TIMEOUT, _CLEAR, _CLOSE, _LOST = (
@@ -136,7 +199,72 @@ _SUBMIT, _MESSAGE, _GROUP, _CANCEL, _TIMEOUT, _CLEAR, _CLOSE, _LOST = (
 Action = tuple[str, int, str]
 State = tuple[tuple[tuple[int, ...], ...], int, int]  # futures, group asked, closed
 
-_KNOWN_CALLBACKS = frozenset(lc.CALLBACKS)
+#: The local events that ask the peer to cancel: where they lead, a future
+#: is cancelling.
+_ASKING_EVENTS: Final = (CANCEL, CLEAR, GROUP_CANCEL)
+
+
+@dataclass(frozen=True)
+class PeerEvents:
+    """A lifecycle's peer events split by what a faithful peer may do with
+    them (see the module docstring), and what each result carries."""
+
+    results: tuple[str, ...]
+    confirms: tuple[str, ...]
+    notices: tuple[str, ...]
+    #: Confirms a live state that awaits no answer accepts: the peer may send
+    #: them unasked.
+    unasked: frozenset[str]
+    #: Result event -> _SUCCESS, _FAILURE, _NOT_A_RESULT or _UNKNOWN.
+    kinds: Mapping[str, int]
+
+    @property
+    def unclassified(self) -> tuple[str, ...]:
+        """Result events no protocol ``TaskResult`` is classified as."""
+        return tuple(event for event in self.results if self.kinds[event] == _UNKNOWN)
+
+
+def peer_events(lifecycle: Lifecycle) -> PeerEvents:
+    """Split ``lifecycle``'s peer events into results, confirms and notices.
+
+    Derived from the rules and tags alone, so that any declaration gets the
+    environment its own rules imply rather than the stock one.
+    """
+    results = lifecycle.result_events()
+    return PeerEvents(
+        results, lifecycle.confirm_events(), lifecycle.notice_events(), lifecycle.unasked_events(), _result_kinds(lifecycle, results)
+    )
+
+
+def _result_kinds(lifecycle: Lifecycle, results: tuple[str, ...]) -> dict[str, int]:
+    """What each result event carries, asked of the lifecycle's classifier.
+
+    The explorer must not learn it from the rules (a rule sending a success
+    to a failed state is what it is looking for), so it asks what the
+    protocol's own messages mean to this lifecycle: ``TaskResult`` SUCCESS is
+    a success, the other types failures; a confirm or a started notice is
+    not a result at all.
+    """
+    probe = TaskID(bytes(16))
+    found: dict[str, set[int]] = {}
+    samples: list[tuple[Any, int]] = [
+        (TaskResult(probe, kind), _SUCCESS if kind == TaskResultType.SUCCESS else _FAILURE) for kind in TaskResultType
+    ]
+    samples += [(TaskCancelConfirm(probe, kind), _NOT_A_RESULT) for kind in CancelConfirmType]
+    samples.append((TaskStarted(probe), _NOT_A_RESULT))
+    for message, kind in samples:
+        try:
+            event = lifecycle.messages(message)
+        except Exception:  # a library's classifier may not expect a foreign message
+            _log.debug("the classifier of %r refused %r", lifecycle.name, message, exc_info=True)
+            continue
+        if event is not None:
+            found.setdefault(event, set()).add(kind)
+    kinds = {}
+    for event in results:
+        seen = found.get(event, set())
+        kinds[event] = seen.pop() if len(seen) == 1 else _UNKNOWN
+    return kinds
 
 
 @dataclass(frozen=True)
@@ -163,7 +291,14 @@ class Violation:
 
 @dataclass
 class Report:
-    """What one exploration visited and found."""
+    """What one exploration visited and found.
+
+    ``unexercised`` lists the declared ``(state, event)`` rules no explored
+    ordering took; with ``strict`` they make the report fail. ``unmodelled``
+    names the callbacks the explorer took to have no protocol effect;
+    ``unclassified`` the result events of unknown kind; ``environment`` says
+    which peer events were sent as results, confirms and notices.
+    """
 
     policy: str
     futures: int
@@ -177,10 +312,15 @@ class Report:
     violations: dict[str, Violation] = field(default_factory=dict)
     unexercised: list[tuple[str, str]] = field(default_factory=list)
     invariants: tuple[str, ...] = INVARIANTS
+    strict: bool = False
+    unmodelled: tuple[str, ...] = ()
+    unclassified: tuple[str, ...] = ()
+    environment: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.violations
+        """Every invariant held (and, when strict, every rule was exercised)."""
+        return not self.violations and not (self.strict and self.unexercised)
 
     def summary(self) -> str:
         rate = self.states / self.seconds if self.seconds > 0 else float("inf")
@@ -191,9 +331,19 @@ class Report:
             f"  distinct states {self.states}, edges {self.edges}, deepest new state at depth {self.depth_reached}, "
             f"{self.seconds:.3f}s ({rate:,.0f} states/s)",
         ]
+        if self.environment:
+            kinds = "; ".join(f"{kind} {', '.join(events) or '(none)'}" for kind, events in self.environment.items())
+            lines.append(f"  the peer sends: {kinds}")
+        if self.unmodelled:
+            lines.append(f"  callbacks taken to have no protocol effect: {', '.join(self.unmodelled)}")
+        if self.unclassified:
+            lines.append(
+                f"  results of unknown kind (no TaskResult maps to them; accepted as a success or a failure): {', '.join(self.unclassified)}"
+            )
         if self.unexercised:
             listed = ", ".join(f"{state} --{event}-->" for state, event in self.unexercised)
-            lines.append(f"  declared transitions never exercised ({len(self.unexercised)}): {listed}")
+            failing = "FAILED (strict) " if self.strict else ""
+            lines.append(f"  {failing}declared transitions never exercised ({len(self.unexercised)}): {listed}")
         else:
             lines.append("  every declared transition was exercised")
         if self.violations:
@@ -203,20 +353,31 @@ class Report:
         return "\n".join(lines)
 
 
-def load_lifecycle(source: str | Lifecycle | Mapping[str, Any] | Any = lc.DEFAULT_POLICY, name: str = "custom") -> Lifecycle:
-    """A compiled lifecycle from a policy name, a compiled ``Lifecycle``, a
-    declaration (the keyword arguments of ``transitions.Machine``) or a
-    ``transitions.Machine``. Anything the table cannot execute is refused by
-    :func:`~taskfate.fsm.table.compile_machine` with ``DeclarationError``."""
+def load_lifecycle(source: str | Lifecycle | Mapping[str, Any] = DEFAULT_POLICY, name: str = "custom") -> Lifecycle:
+    """A :class:`Lifecycle` from a policy name, a ``Lifecycle``, or a
+    declaration (the keyword arguments of ``transitions.Machine``, declared
+    with the stock classifier ``taskfate.fsm.lifecycle.stock_messages``).
+    Whatever cannot be run safely is refused by :func:`declare` with
+    ``DeclarationError``."""
     if isinstance(source, Lifecycle):
         return source
     if isinstance(source, str):
         return get_lifecycle(source)
     if isinstance(source, Mapping):
-        from transitions import Machine
+        return declare(source, messages=stock_messages, name=name)
+    raise TypeError(f"expected a policy name, a Lifecycle or a declaration dict, got {type(source).__name__}")
 
-        return compile_machine(Machine(model=None, **dict(source)), name)
-    return compile_machine(source, name)
+
+def load_table(source: Table | Mapping[str, Any], name: str = "custom") -> Table:
+    """A plain :class:`Table` (no outcome tags needed) from a ``Table`` or a
+    declaration dict: what the system explorer reads a scheduler's task
+    lifecycle as."""
+    if isinstance(source, Table):
+        return source
+    if isinstance(source, Mapping):
+        options = {"auto_transitions": False, "ignore_invalid_triggers": True, **dict(source)}
+        return compile_machine(TaggedMachine(model=None, **options), name)
+    raise TypeError(f"expected a Table or a declaration dict, got {type(source).__name__}")
 
 
 def describe_action(action: Action) -> str:
@@ -246,21 +407,25 @@ def action_token(action: Action) -> str:
     return kind
 
 
-def parse_trace(text: str) -> list[Action]:
+def parse_trace(text: str, events: Iterable[str] | None = None) -> list[Action]:
     """Read a trace written by :func:`action_token` (space or comma separated).
 
+    ``events`` are the peer events a message step may name (any identifier
+    when ``None``; :meth:`Explorer.parse_trace` passes its lifecycle's).
     Raises ``ValueError`` naming the first token it cannot read.
     """
+    known = None if events is None else frozenset(events)
     actions: list[Action] = []
     for token in text.replace(",", " ").split():
         name, _, who = token.partition(":")
+        is_event = name.isidentifier() and (known is None or name in known)
         if name in (_SUBMIT, _CLEAR, _CLOSE, _LOST) and not who:
             actions.append((name, 0, ""))
-        elif who == "group" and name in lc.CONFIRM_EVENTS:
-            actions.append((_GROUP, -1, name))
         elif who.isdigit() and name in (_CANCEL, _TIMEOUT):
             actions.append((name, int(who), ""))
-        elif who.isdigit() and name in lc.RESULT_EVENTS + lc.CONFIRM_EVENTS:
+        elif who == "group" and is_event:
+            actions.append((_GROUP, -1, name))
+        elif who.isdigit() and is_event:
             actions.append((_MESSAGE, int(who), name))
         else:
             raise ValueError(f"cannot read trace step {token!r}")
@@ -292,16 +457,18 @@ class Explorer:
     ``futures`` futures (one graph when more than one); ``scheduler`` is
     ``"faithful"`` or ``"any"`` (see the module docstring). ``replay`` is the
     command that reproduces a trace; ``{trace}`` in it is replaced by the
-    trace's tokens.
+    trace's tokens. With ``strict``, declared transitions never exercised
+    fail the report.
     """
 
     def __init__(
         self,
-        source: str | Lifecycle | Mapping[str, Any] | Any = lc.DEFAULT_POLICY,
+        source: str | Lifecycle | Mapping[str, Any] = DEFAULT_POLICY,
         *,
         futures: int = 1,
         scheduler: str = "faithful",
         replay: str | None = None,
+        strict: bool = False,
     ) -> None:
         if futures < 1:
             raise ValueError("explore at least one future")
@@ -311,33 +478,41 @@ class Explorer:
         self.futures = futures
         self.grouped = futures > 1
         self.scheduler = scheduler
-        names = self.lifecycle.states
-        for required in (lc.CANCEL_REQUESTED, lc.CANCELLED, lc.DONE, lc.FAILED):
-            if required not in names:
-                # The client's Future and manager name these states in code
-                # (waiting on cancel_requested, stdlib views of the ends).
-                raise ValueError(f"the lifecycle has no {required!r} state, which the client relies on")
+        self.strict = strict
+        life = self.lifecycle
+        names = life.states
         self._names = names
         self._index = {name: number for number, name in enumerate(names)}
-        self._initial = self._index[self.lifecycle.initial]
-        self._terminal = frozenset(self._index[name] for name in self.lifecycle.terminal)
-        self._cancel_requested = self._index[lc.CANCEL_REQUESTED]
-        self._cancelled = self._index[lc.CANCELLED]
-        self._done = self._index[lc.DONE]
-        self._failed = self._index[lc.FAILED]
+        self._initial = self._index[life.initial]
+        self._terminal = frozenset(self._index[name] for name in life.terminal)
+        self._outcome = tuple(life.outcome(name) for name in names)
+        self._awaiting = frozenset(self._index[name] for name in life.awaiting)
+        # Cancelling states: where a request to cancel leads, and those that
+        # await the answer. A future there has asked; it must end even if the
+        # peer falls silent.
+        self._asking = self._awaiting | frozenset(
+            self._index[rule.dest]
+            for _, event, rule in life.rules()
+            if event in _ASKING_EVENTS and rule.dest is not None and rule.dest not in life.terminal
+        )
+        self.peer = peer_events(life)
+        self._results = self.peer.results
+        self._result_number = {event: number for number, event in enumerate(self._results, 1)}
+        self._notice_bit = {event: 1 << number for number, event in enumerate(self.peer.notices)}
+        self.unmodelled = tuple(name for name in life.callbacks if name not in CALLBACKS)
+        if self.unmodelled:
+            _log.info("lifecycle %r: callbacks %s taken to have no protocol effect", life.name, ", ".join(self.unmodelled))
         # Rules by state index: event -> (dest index or None, before, after).
-        self._rules: list[dict[str, tuple[int | None, tuple[str, ...], tuple[str, ...]]]] = []
-        for name in names:
-            rules = {}
-            for event, rule in self.lifecycle.table[name].items():
-                for callback in rule.before + rule.after:
-                    if callback not in _KNOWN_CALLBACKS:
-                        raise ValueError(f"{name} --{event}--> calls {callback!r}, whose effect the explorer does not know")
-                rules[event] = (None if rule.dest is None else self._index[rule.dest], rule.before, rule.after)
-            self._rules.append(rules)
+        self._rules: list[dict[str, tuple[int | None, tuple[str, ...], tuple[str, ...]]]] = [
+            {
+                event: (None if rule.dest is None else self._index[rule.dest], rule.before, rule.after)
+                for event, rule in life.table[name].items()
+            }
+            for name in names
+        ]
         if replay is None:
-            policy = self.lifecycle.policy
-            options = f"--policy {policy} " if policy in lc.POLICIES else "--declaration MODULE:NAME "
+            stock = life.name in POLICIES and STOCK_LIFECYCLES[life.name] is life
+            options = f"--policy {life.name} " if stock else "--declaration MODULE:NAME "
             replay = f"taskfate explore {options}--futures {futures} --scheduler {scheduler} --replay '{{trace}}'"
         self._replay = replay
         self._silent_end_memo: dict[tuple[int, int], bool] = {}
@@ -351,6 +526,10 @@ class Explorer:
         rest = ((_UNSUBMITTED,) + (0,) * (_FIELDS - 1),) * (self.futures - 1)
         return ((first,) + rest, 0, 0)
 
+    def parse_trace(self, text: str) -> list[Action]:
+        """:func:`parse_trace`, accepting only this lifecycle's peer events."""
+        return parse_trace(text, self.lifecycle.peer_events)
+
     def run(self, depth: int = 10, progress: Callable[[str], None] | None = None) -> Report:
         """Explore every ordering of at most ``depth`` actions.
 
@@ -358,7 +537,16 @@ class Explorer:
         more than a second (long runs only, so short ones stay quiet).
         """
         started = time.perf_counter()
-        report = Report(self.lifecycle.policy, self.futures, depth, self.scheduler)
+        report = Report(
+            self.lifecycle.name,
+            self.futures,
+            depth,
+            self.scheduler,
+            strict=self.strict,
+            unmodelled=self.unmodelled,
+            unclassified=self.peer.unclassified,
+            environment={"results": self.peer.results, "confirms": self.peer.confirms, "notices": self.peer.notices},
+        )
         used: set[tuple[int, str]] = set()
         initial = self.initial()
         key = self._key
@@ -454,6 +642,7 @@ class Explorer:
         futures, group_asked, closed = state
         actions: list[Action] = []
         faithful = self.scheduler == "faithful"
+        peer = self.peer
         any_live = False
         submitted_next = False
         for index, future in enumerate(futures):
@@ -466,20 +655,23 @@ class Explorer:
             live = st not in self._terminal
             any_live = any_live or live
             outcome = future[_OUTCOME]
-            for number, event in enumerate(lc.RESULT_EVENTS, 1):
+            for number, event in enumerate(peer.results, 1):
                 if not faithful or outcome in (0, number):
                     actions.append((_MESSAGE, index, event))
             asked = group_asked if self.grouped else future[_ASKED]
-            for event in lc.CONFIRM_EVENTS:
-                if not faithful or asked or event == lc.CONFIRM_CANCELED:
+            for event in peer.confirms:
+                if not faithful or asked or event in peer.unasked:
+                    actions.append((_MESSAGE, index, event))
+            for event in peer.notices:
+                if not faithful or (not outcome and not future[_NOTICED] & self._notice_bit[event]):
                     actions.append((_MESSAGE, index, event))
             if live:
                 actions.append((_CANCEL, index, ""))
             if future[_ARMED] and not closed:
                 actions.append((_TIMEOUT, index, ""))
         if self.grouped and any_live:
-            for event in lc.CONFIRM_EVENTS:
-                if not faithful or group_asked or event == lc.CONFIRM_CANCELED:
+            for event in peer.confirms:
+                if not faithful or group_asked or event in peer.unasked:
                     actions.append((_GROUP, -1, event))
         if any_live:
             actions.append((_CLEAR, 0, ""))
@@ -494,50 +686,70 @@ class Explorer:
         kind, index, event = action
         before = [future[_ST] for future in futures]
         if kind == _MESSAGE:
-            if event in lc.RESULT_EVENTS:
-                futures[index][_OUTCOME] = 1 + lc.RESULT_EVENTS.index(event)
+            future = futures[index]
+            if event in self._result_number:
+                future[_OUTCOME] = self._result_number[event]
+            future[_NOTICED] |= self._notice_bit.get(event, 0)
             self._dispatch(futures, index, event, step, before)
         elif kind == _GROUP:
             for member in self._live(futures):
                 self._dispatch(futures, member, event, step, before)
         elif kind == _CANCEL:
-            self._dispatch(futures, index, lc.CANCEL, step, before)
-            future = futures[index]
-            if future[_ST] == self._cancel_requested:
-                future[_WAITING] = min(future[_WAITING] + 1, 2)
-            elif future[_ST] == self._cancelled:
-                future[_PROMISED] = 1
+            self._user_cancel(futures, index, step, before)
         elif kind == _TIMEOUT:
-            future = futures[index]
-            future[_ARMED] = 0  # the timer's entry is consumed whatever happens
-            if future[_ST] == self._cancel_requested:
-                self._dispatch(futures, index, lc.CONFIRM_TIMEOUT, step, before)
+            self._timer_fires(futures, index, step, before)
         elif kind == _SUBMIT:
             futures[index][_ST] = self._initial
         elif kind in (_CLEAR, _LOST):
-            event = lc.CLEAR if kind == _CLEAR else lc.CONNECTION_LOST
+            event = CLEAR if kind == _CLEAR else CONNECTION_LOST
             for member in self._live(futures):
                 self._dispatch(futures, member, event, step, before)
         elif kind == _CLOSE:
             closed = 1
-            for member in self._live(futures):
-                self._dispatch(futures, member, lc.CLOSE, step, before)
-            for number, future in enumerate(futures):
-                future[_ARMED] = 0  # close drops every deadline
-                if future[_ST] != _UNSUBMITTED and future[_ST] not in self._terminal:
-                    step.problems.append(
-                        ("close_ends_every_future", f"close() left f{number} {self._names[future[_ST]]}")
-                    )
-        # cancel() callers wake when the future leaves cancel_requested.
-        for future in futures:
-            if future[_WAITING] and future[_ST] != self._cancel_requested:
-                future[_WAITING] = 0
-                if future[_ST] == self._cancelled:
-                    future[_PROMISED] = 1
+            self._close(futures, step, before)
+        self._wake_cancellers(futures)
         new_futures = tuple(tuple(future) for future in futures)
         if step.tracing:
             step.effects.insert(0, self.describe_action(action))
         return (new_futures, step.asked_group, closed)
+
+    # What the manager does around the table, shared with the system explorer.
+
+    def _user_cancel(self, futures: list[list[int]], index: int, step: _Step, before: list[int]) -> None:
+        """``cancel()``: fire ``cancel``; the caller waits while the future
+        awaits the answer, and has its answer at once otherwise."""
+        self._dispatch(futures, index, CANCEL, step, before)
+        future = futures[index]
+        if future[_ST] in self._awaiting:
+            future[_WAITING] = min(future[_WAITING] + 1, 2)
+        elif self._outcome[future[_ST]] == CANCELLED:
+            future[_PROMISED] = 1
+
+    def _timer_fires(self, futures: list[list[int]], index: int, step: _Step, before: list[int]) -> None:
+        """The confirm timer: its entry is consumed whatever happens, and it
+        fires ``confirm_timeout`` only for a future still awaiting."""
+        future = futures[index]
+        future[_ARMED] = 0
+        if future[_ST] in self._awaiting:
+            self._dispatch(futures, index, CONFIRM_TIMEOUT, step, before)
+
+    def _close(self, futures: list[list[int]], step: _Step, before: list[int]) -> None:
+        """``close()``: ``close`` to every live future, every deadline dropped."""
+        for member in self._live(futures):
+            self._dispatch(futures, member, CLOSE, step, before)
+        for number, future in enumerate(futures):
+            future[_ARMED] = 0
+            if future[_ST] != _UNSUBMITTED and future[_ST] not in self._terminal:
+                step.problems.append(("close_ends_every_future", f"close() left f{number} {self._names[future[_ST]]}"))
+
+    def _wake_cancellers(self, futures: list[list[int]]) -> None:
+        """``cancel()`` callers wake when the future stops awaiting; they
+        return True iff it ended cancelled."""
+        for future in futures:
+            if future[_WAITING] and future[_ST] not in self._awaiting:
+                future[_WAITING] = 0
+                if self._outcome[future[_ST]] == CANCELLED:
+                    future[_PROMISED] = 1
 
     def _live(self, futures: list[list[int]]) -> list[int]:
         return [n for n, f in enumerate(futures) if f[_ST] != _UNSUBMITTED and f[_ST] not in self._terminal]
@@ -547,7 +759,7 @@ class Explorer:
         future = futures[index]
         source = future[_ST]
         rule = self._rules[source].get(event)
-        is_result = event in lc.RESULT_EVENTS
+        is_result = event in self._result_number
         if rule is None:
             if is_result:
                 step.problems.append(
@@ -585,23 +797,25 @@ class Explorer:
             self._check_end(future, index, step)
 
     def _callback(self, name: str, futures: list[list[int]], index: int, event: str, step: _Step, before: list[int], nesting: int) -> bool:
-        """Apply one named callback's outside effect; True if it recorded a result."""
+        """Apply one named callback's outside effect; True if it recorded a
+        result. A callback outside the modelled vocabulary has none."""
         future = futures[index]
-        if name == lc.KEEP_RESULT:
-            if event not in lc.RESULT_EVENTS:
-                future[_HELD] = 3
+        if name == KEEP_RESULT:
+            kind = self.peer.kinds.get(event, _NOT_A_RESULT)
+            if kind == _NOT_A_RESULT:
+                future[_HELD] = _NOT_A_RESULT
                 step.problems.append(("result_matches_state", f"keep_result ran for {event}, which carries no result"))
                 return False
             if future[_HELD]:
                 step.problems.append(("result_recorded", f"{event} overwrote the result f{index} already held"))
-            future[_HELD] = 1 if event == lc.RESULT_SUCCESS else 2
+            future[_HELD] = kind
             return True
-        if name == lc.DISCARD_RESULT:
+        if name == DISCARD_RESULT:
             if step.tracing:
                 step.effects.append(f"f{index}: {event} recorded in discarded_results")
-            return event in lc.RESULT_EVENTS
-        if name == lc.SEND_CANCEL:
-            if before[index] == self._cancel_requested:
+            return event in self._result_number
+        if name == SEND_CANCEL:
+            if before[index] in self._asking:
                 step.problems.append(("one_request_per_cancel", f"f{index} sent a second TaskCancel while one was in flight"))
             if self.grouped:
                 step.asked_group = 1
@@ -611,33 +825,37 @@ class Explorer:
             if step.tracing:
                 step.effects.append(f"TaskCancel({'group' if self.grouped else f'f{index}'}) sent")
             return False
-        if name == lc.CANCEL_GROUP:
+        if name == CANCEL_GROUP:
             if self.grouped:
                 if nesting > len(futures):
                     step.problems.append(("can_end", "cancel_group keeps cancelling the group: the manager would recurse forever"))
                     return False
                 for sibling in self._live(futures):
                     if sibling != index:
-                        self._dispatch(futures, sibling, lc.GROUP_CANCEL, step, before, nesting + 1)
+                        self._dispatch(futures, sibling, GROUP_CANCEL, step, before, nesting + 1)
             return False
-        if name == lc.ARM_CONFIRM_TIMEOUT:
+        if name == ARM_CONFIRM_TIMEOUT:
             future[_ARMED] = 1
-        elif name == lc.DISARM_CONFIRM_TIMEOUT:
+        elif name == DISARM_CONFIRM_TIMEOUT:
             future[_ARMED] = 0
-        elif name == lc.KEEP_CONNECTION_ERROR:
+        elif name == KEEP_CONNECTION_ERROR:
             future[_ERR] = 1
+        elif step.tracing and name in self.unmodelled:
+            step.effects.append(f"f{index}: {name} runs (a callback of its own; no protocol effect modelled)")
         return False
 
     # -- The promises about states ---------------------------------------------
 
     def _check_end(self, future: list[int], index: int, step: _Step) -> None:
         st, held = future[_ST], future[_HELD]
-        if st == self._done and held != 1:
-            step.problems.append(("result_matches_state", f"f{index} ended done holding {_HELD_NAMES[held]}: result() has no value to return"))
-        elif st == self._failed and held != 2 and not future[_ERR]:
-            step.problems.append(("result_matches_state", f"f{index} ended failed holding {_HELD_NAMES[held]} and no error"))
-        elif st == self._cancelled and held in (1, 2):
-            step.problems.append(("result_recorded", f"f{index} ended cancelled holding {_HELD_NAMES[held]} it never reports nor records as discarded"))
+        outcome = self._outcome[st]
+        where = f"f{index} ended {self._names[st]} (tagged {outcome!r}) holding {_HELD_NAMES[held]}"
+        if outcome == RESULT and held not in (_SUCCESS, _UNKNOWN):
+            step.problems.append(("result_matches_state", f"{where}: result() has no value to return"))
+        elif outcome == EXCEPTION and held not in (_FAILURE, _UNKNOWN) and not future[_ERR]:
+            step.problems.append(("result_matches_state", f"{where} and no error"))
+        elif outcome == CANCELLED and held in (_SUCCESS, _FAILURE, _UNKNOWN):
+            step.problems.append(("result_recorded", f"{where}, which it never reports nor records as discarded"))
 
     def _state_problems(self, state: State) -> list[tuple[str, str]]:
         problems = []
@@ -646,15 +864,15 @@ class Explorer:
             st = future[_ST]
             if st == _UNSUBMITTED:
                 continue
-            if future[_PROMISED] and st != self._cancelled:
+            if future[_PROMISED] and self._outcome[st] != CANCELLED:
                 problems.append(("cancel_returns_final_state", f"cancel() on f{index} returned True but it is now {self._names[st]}"))
             if st in self._terminal:
                 continue
-            if st == self._cancel_requested and not (group_asked if self.grouped else future[_ASKED]):
-                problems.append(("one_request_per_cancel", f"f{index} waits in cancel_requested for the answer to a TaskCancel never sent"))
+            if st in self._asking and not (group_asked if self.grouped else future[_ASKED]):
+                problems.append(("one_request_per_cancel", f"f{index} is cancelling in {self._names[st]}, but no TaskCancel was sent"))
             if not self._can_end[st]:
                 problems.append(("can_end", f"f{index} is in {self._names[st]}, which no event ever leaves for a terminal state"))
-            elif st != self._initial and not closed and not self._silent_end(st, future[_ARMED]):
+            elif st in self._asking and not closed and not self._silent_end(st, future[_ARMED]):
                 problems.append(
                     ("ends_once_timeouts_fire", f"f{index} is in {self._names[st]} (timer {'armed' if future[_ARMED] else 'not armed'}) and never ends if the scheduler stays silent")
                 )
@@ -677,19 +895,19 @@ class Explorer:
             if seen_st in self._terminal:
                 result = True
                 break
-            if not seen_armed or seen_st != self._cancel_requested:
+            if not seen_armed or seen_st not in self._awaiting:
                 break
             seen_armed = 0
-            rule = self._rules[seen_st].get(lc.CONFIRM_TIMEOUT)
+            rule = self._rules[seen_st].get(CONFIRM_TIMEOUT)
             if rule is None:
                 break
             dest, before_callbacks, after_callbacks = rule
             # The callbacks run in order (before, exit, enter, after), so the
             # last arm or disarm among them decides.
             for callback in before_callbacks + after_callbacks:
-                if callback == lc.ARM_CONFIRM_TIMEOUT:
+                if callback == ARM_CONFIRM_TIMEOUT:
                     seen_armed = 1
-                elif callback == lc.DISARM_CONFIRM_TIMEOUT:
+                elif callback == DISARM_CONFIRM_TIMEOUT:
                     seen_armed = 0
             if dest is not None:
                 seen_st = dest
@@ -731,12 +949,13 @@ class Explorer:
 
 
 def explore(
-    source: str | Lifecycle | Mapping[str, Any] | Any = lc.DEFAULT_POLICY,
+    source: str | Lifecycle | Mapping[str, Any] = DEFAULT_POLICY,
     *,
     depth: int = 10,
     futures: int = 1,
     scheduler: str = "faithful",
+    strict: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> Report:
     """Explore ``source``'s lifecycle (see :class:`Explorer`) and report."""
-    return Explorer(source, futures=futures, scheduler=scheduler).run(depth, progress)
+    return Explorer(source, futures=futures, scheduler=scheduler, strict=strict).run(depth, progress)

@@ -51,34 +51,34 @@ what the scheduler alone guarantees.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
-from taskfate.fsm import lifecycle as lc
+from taskfate.fsm.declare import CANCEL, CLEAR, CLOSE, CONNECTION_LOST, Lifecycle, Table
 from taskfate.fsm.explore import (
     _ARMED,
-    _PROMISED,
     _ST,
-    _WAITING,
     _UNSUBMITTED,
     Explorer,
     Report,
     Violation,
     _Step,
+    load_table,
 )
-from taskfate.fsm.table import Lifecycle
+from taskfate.fsm.lifecycle import DEFAULT_POLICY
+from taskfate.protocol import CancelConfirmType, TaskCancelConfirm, TaskID, TaskResult, TaskResultType, TaskStarted
 
 __all__ = ["SYSTEM_INVARIANTS", "SystemExplorer"]
 
 SYSTEM_INVARIANTS: Final = ("scheduler_answers_once", "futures_can_end")
 
 # Messages in flight are (kind, target, code) triples of ints; target -1 is
-# the group. Codes: force flag, or the index of the result / confirm event.
-_TASK, _CANCEL, _RESULT, _CONFIRM, _DISCONNECT = 0, 1, 2, 3, 4
+# the group. Codes: force flag, or the TaskResultType / CancelConfirmType.
+_TASK, _CANCEL, _RESULT, _CONFIRM, _DISCONNECT, _STARTED = 0, 1, 2, 3, 4, 5
 Wire = tuple[int, int, int]
 
 # A scheduler task is (state index or -1 before its Task arrived, result sent:
-# 0 none, else 1 + index in RESULT_EVENTS, forgotten: the record was dropped
+# 0 none, else 1 + the TaskResultType, forgotten: the record was dropped
 # by ``forget`` and the scheduler no longer knows the id).
 _SCHEDULER_EFFECTS = frozenset(
     {
@@ -97,6 +97,12 @@ _SCHEDULER_EFFECTS = frozenset(
         "forget",
     }
 )
+#: The scheduler's confirm callbacks and the CancelConfirmType each sends.
+_CONFIRMS_SENT: Final = {
+    "send_canceled": CancelConfirmType.CANCELED,
+    "send_cancel_failed": CancelConfirmType.CANCEL_FAILED,
+    "send_not_found": CancelConfirmType.CANCEL_NOT_FOUND,
+}
 _WORKER_EVENTS = ("assign", "finish_success", "finish_failure", "worker_lost")
 
 # System state: (futures, group asked, closed, scheduler tasks, to scheduler
@@ -115,23 +121,40 @@ def _wire_name(message: Wire) -> str:
         return "ClientDisconnect"
     if kind == _CANCEL:
         return f"TaskCancel({who}, force={bool(code)})"
+    if kind == _STARTED:
+        return f"TaskStarted({who})"
     if kind == _RESULT:
-        return f"TaskResult({who}, {lc.RESULT_EVENTS[code]})"
-    return f"TaskCancelConfirm({who}, {lc.CONFIRM_EVENTS[code]})"
+        return f"TaskResult({who}, {TaskResultType(code).name})"
+    return f"TaskCancelConfirm({who}, {CancelConfirmType(code).name})"
+
+
+def _protocol_message(message: Wire) -> Any:
+    """The protocol message a scheduler-to-client wire triple stands for."""
+    kind, target, code = message
+    task_id = TaskID(bytes(16))
+    if kind == _STARTED:
+        return TaskStarted(task_id)
+    if kind == _RESULT:
+        return TaskResult(task_id, TaskResultType(code))
+    return TaskCancelConfirm(task_id, CancelConfirmType(code))
 
 
 class SystemExplorer(Explorer):
     """Explore client futures and declared scheduler tasks together.
 
     ``scheduler_lifecycle`` is the scheduler's compiled declaration
-    (``taskfate.scheduler.lifecycle.compiled()``); ``client`` is anything
-    :class:`~taskfate.fsm.explore.Explorer` accepts.
+    (``taskfate.scheduler.lifecycle.compiled()``, or a declaration dict);
+    ``client`` is anything :class:`~taskfate.fsm.explore.Explorer` accepts.
+    The scheduler speaks the reference protocol, so the client's events are
+    what its lifecycle's classifier makes of ``TaskResult``,
+    ``TaskCancelConfirm`` and ``TaskStarted``: any lifecycle that reads
+    those can be explored here, and a library's own message never arrives.
     """
 
     def __init__(
         self,
-        client: Any = lc.DEFAULT_POLICY,
-        scheduler_lifecycle: Lifecycle | None = None,
+        client: str | Lifecycle | Mapping[str, Any] = DEFAULT_POLICY,
+        scheduler_lifecycle: Table | Mapping[str, Any] | None = None,
         *,
         futures: int = 1,
         timeouts: bool = True,
@@ -139,23 +162,24 @@ class SystemExplorer(Explorer):
     ) -> None:
         if scheduler_lifecycle is None:
             raise ValueError("pass the scheduler's compiled lifecycle (taskfate.scheduler.lifecycle.compiled())")
+        scheduler_table = load_table(scheduler_lifecycle, "custom scheduler")
         if replay is None:
             client_option = f"--policy {client}" if isinstance(client, str) else "--declaration MODULE:NAME"
-            if scheduler_lifecycle.policy != "scheduler":
+            if scheduler_table.name != "scheduler":
                 client_option += " --scheduler-declaration MODULE:NAME"
             replay = f"taskfate explore --system {client_option} --futures {futures}{'' if timeouts else ' --no-timeouts'} --replay '{{trace}}'"
         super().__init__(client, futures=futures, scheduler="any", replay=replay)
-        self.sched = scheduler_lifecycle
+        self.sched = scheduler_table
         self.timeouts = timeouts
         self._symmetric = False  # chain dependencies tell the nodes apart
-        self._s_names = scheduler_lifecycle.states
+        self._s_names = scheduler_table.states
         self._s_index = {name: number for number, name in enumerate(self._s_names)}
-        self._s_initial = self._s_index[scheduler_lifecycle.initial]
-        self._s_terminal = frozenset(self._s_index[name] for name in scheduler_lifecycle.terminal)
+        self._s_initial = self._s_index[scheduler_table.initial]
+        self._s_terminal = frozenset(self._s_index[name] for name in scheduler_table.terminal)
         self._s_rules: list[dict[str, tuple[int | None, tuple[str, ...], tuple[str, ...]]]] = []
         for name in self._s_names:
             rules = {}
-            for event, rule in scheduler_lifecycle.table[name].items():
+            for event, rule in scheduler_table.table[name].items():
                 for callback in rule.before + rule.after:
                     if callback not in _SCHEDULER_EFFECTS:
                         raise ValueError(f"scheduler {name} --{event}--> calls {callback!r}, whose effect the explorer does not know")
@@ -163,6 +187,22 @@ class SystemExplorer(Explorer):
             self._s_rules.append(rules)
         self._succeeded = self._s_index.get("succeeded", -2)
         self._s_used: set[tuple[int, str]] = set()
+        # The manager drops a message its classifier does not map; so does
+        # the model, which keeps TaskStarted off the wire for a lifecycle
+        # that ignores it (the state space stays the stock one's).
+        self._event_of = {
+            wire: self._classify(wire)
+            for wire in [(_RESULT, 0, int(kind)) for kind in TaskResultType]
+            + [(_CONFIRM, 0, int(kind)) for kind in CancelConfirmType]
+            + [(_STARTED, 0, 0)]
+        }
+        self._sends_started = self._event_of[(_STARTED, 0, 0)] is not None
+
+    def _classify(self, wire: Wire) -> str | None:
+        try:
+            return self.lifecycle.messages(_protocol_message(wire))
+        except Exception:  # a classifier that does not expect the message ignores it
+            return None
 
     # -- Public ------------------------------------------------------------------
 
@@ -178,9 +218,10 @@ class SystemExplorer(Explorer):
         self._s_used = set()
         self._reached: list[Any] = []
         report = super().run(depth, progress)
-        report.policy = f"{self.lifecycle.policy} + scheduler {self.sched.policy}"
+        report.policy = f"{self.lifecycle.name} + scheduler {self.sched.name}"
         report.invariants = report.invariants + SYSTEM_INVARIANTS
         report.scheduler = "declared" + ("" if self.timeouts else ", client timeouts off")
+        report.environment = {}  # the declared scheduler decides what is sent, not the kinds
         self._check_liveness(report, progress)
         report.unexercised += [
             (f"scheduler:{name}", event)
@@ -276,32 +317,21 @@ class SystemExplorer(Explorer):
             futures[action[1]][_ST] = self._initial
             to_sched.append((_TASK, action[1], 0))
         elif kind == "cancel":
-            index, force = action[1], action[2]
-            step.force = force
-            self._dispatch(futures, index, lc.CANCEL, step, before)
-            future = futures[index]
-            if future[_ST] == self._cancel_requested:
-                future[_WAITING] = min(future[_WAITING] + 1, 2)
-            elif future[_ST] == self._cancelled:
-                future[_PROMISED] = 1
+            step.force = action[2]
+            self._user_cancel(futures, action[1], step, before)
         elif kind == "timeout":
-            future = futures[action[1]]
-            future[_ARMED] = 0
-            if future[_ST] == self._cancel_requested:
-                self._dispatch(futures, action[1], lc.CONFIRM_TIMEOUT, step, before)
-        elif kind in ("clear", "connection_lost", "close"):
-            event = {"clear": lc.CLEAR, "connection_lost": lc.CONNECTION_LOST, "close": lc.CLOSE}[kind]
+            self._timer_fires(futures, action[1], step, before)
+        elif kind == "close":
+            closed = 1
+            flags |= 2
+            to_sched.append((_DISCONNECT, 0, 0))
+            self._close(futures, step, before)
+        elif kind in ("clear", "connection_lost"):
+            event = CLEAR if kind == "clear" else CONNECTION_LOST
             for member in self._live(futures):
                 self._dispatch(futures, member, event, step, before)
             if kind != "clear":
                 flags |= 2
-            if kind == "close":
-                closed = 1
-                to_sched.append((_DISCONNECT, 0, 0))
-                for number, future in enumerate(futures):
-                    future[_ARMED] = 0
-                    if future[_ST] != _UNSUBMITTED and future[_ST] not in self._terminal:
-                        step.problems.append(("close_ends_every_future", f"close() left f{number} {self._names[future[_ST]]}"))
         elif kind in ("deliver", "duplicate", "drop"):
             message: Wire = (action[1], action[2], action[3])
             to_scheduler = message[0] in (_TASK, _CANCEL, _DISCONNECT)
@@ -317,11 +347,7 @@ class SystemExplorer(Explorer):
                 self._client_receives(message, futures, step, before)
         else:  # a worker event or client_gone on scheduler task action[1]
             self._fire(tasks, action[1], kind, to_client, step)
-        for future in futures:
-            if future[_WAITING] and future[_ST] != self._cancel_requested:
-                future[_WAITING] = 0
-                if future[_ST] == self._cancelled:
-                    future[_PROMISED] = 1
+        self._wake_cancellers(futures)
         for target in step.sent:
             to_sched.append((_CANCEL, target, step.force))
         if step.tracing:
@@ -338,7 +364,11 @@ class SystemExplorer(Explorer):
 
     def _client_receives(self, message: Wire, futures: list[list[int]], step: _Step, before: list[int]) -> None:
         kind, target, code = message
-        event = lc.RESULT_EVENTS[code] if kind == _RESULT else lc.CONFIRM_EVENTS[code]
+        event = self._event_of[(kind, 0, code)]
+        if event is None:
+            if step.tracing:
+                step.effects.append(f"{_wire_name(message)}: not for futures, the manager drops it")
+            return
         if target >= 0:
             if futures[target][_ST] in self._terminal:
                 if step.tracing:
@@ -383,7 +413,7 @@ class SystemExplorer(Explorer):
         else:
             members = [member for member in range(len(tasks)) if self._known(tasks, member)]
         if not members:
-            to_client.add((_CONFIRM, target, lc.CONFIRM_EVENTS.index(lc.CONFIRM_NOT_FOUND)))
+            to_client.add((_CONFIRM, target, int(CancelConfirmType.CANCEL_NOT_FOUND)))
             if step.tracing:
                 step.effects.append(f"scheduler: {'the group' if target < 0 else f't{target}'} unknown: not found")
             return
@@ -419,9 +449,10 @@ class SystemExplorer(Explorer):
             result = 2
         elif name == "send_dependency_failure":
             result = 1
-        elif name in ("send_canceled", "send_cancel_failed", "send_not_found"):
-            confirm = {"send_canceled": lc.CONFIRM_CANCELED, "send_cancel_failed": lc.CONFIRM_CANCEL_FAILED, "send_not_found": lc.CONFIRM_NOT_FOUND}[name]
-            to_client.add((_CONFIRM, index, lc.CONFIRM_EVENTS.index(confirm)))
+        elif name in _CONFIRMS_SENT:
+            to_client.add((_CONFIRM, index, int(_CONFIRMS_SENT[name])))
+        elif name == "start_on_worker" and self._sends_started:
+            to_client.add((_STARTED, index, 0))
         elif name in ("release_dependants", "fail_dependants", "cancel_dependants"):
             event = {"release_dependants": "dependencies_met", "fail_dependants": "dependency_failed", "cancel_dependants": "dependency_canceled"}[name]
             if index + 1 < len(tasks):
@@ -432,7 +463,7 @@ class SystemExplorer(Explorer):
             sent = tasks[index][1]
             if sent and sent != result + 1:
                 step.problems.append(
-                    ("scheduler_answers_once", f"scheduler sent t{index} {lc.RESULT_EVENTS[result]} after {lc.RESULT_EVENTS[sent - 1]}")
+                    ("scheduler_answers_once", f"scheduler sent t{index} {TaskResultType(result).name} after {TaskResultType(sent - 1).name}")
                 )
             tasks[index][1] = result + 1
             to_client.add((_RESULT, index, result))

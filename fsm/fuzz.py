@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
 from taskfate.fsm import lifecycle as lc
+from taskfate.fsm.declare import CANCEL, CANCELLED, CLEAR, CLOSE, CONFIRM_TIMEOUT, CONNECTION_LOST, EXCEPTION, GROUP_CANCEL, RESULT
 from taskfate.fsm.table import Executor, Lifecycle, get_lifecycle
 from taskfate.protocol import (
     CancelConfirmType,
@@ -194,8 +195,8 @@ class _ReferenceFuture:
     def note_refused(self, _: object) -> None:
         pass
 
-
-_EVENT_OF: dict[tuple[type, int], str] = dict(lc.MESSAGE_EVENTS)
+    def note_started(self, _: object) -> None:
+        pass
 
 
 class ReferenceClient:
@@ -225,7 +226,8 @@ class ReferenceClient:
         self.sent.append(task)
 
     def on_message(self, message: Message) -> None:
-        event = _EVENT_OF.get((type(message), getattr(message, "result_type", getattr(message, "confirm_type", -1))))
+        # The lifecycle's own classifier says which messages are for futures.
+        event = self.lifecycle.messages(message)
         if event is None:
             return
         task_id: TaskID = message.task_id  # type: ignore[union-attr]
@@ -243,21 +245,21 @@ class ReferenceClient:
         """What ``cancel(timeout=0)`` returns."""
         future = self.futures[task_id]
         if future.state not in self.lifecycle.terminal:
-            self._fire(future, lc.CANCEL, force)
-        return future.state == lc.CANCELLED
+            self._fire(future, CANCEL, force)
+        return self.lifecycle.outcome(future.state) == CANCELLED
 
     def clear(self) -> None:
         for future in list(self._live.values()):
-            self._fire(future, lc.CLEAR, True)
+            self._fire(future, CLEAR, True)
 
     def close(self) -> None:
         self.closed = True
         for future in list(self._live.values()):
-            self._fire(future, lc.CLOSE, None)
+            self._fire(future, CLOSE, None)
 
     def connection_lost(self) -> None:
         for future in list(self._live.values()):
-            self._fire(future, lc.CONNECTION_LOST, None)
+            self._fire(future, CONNECTION_LOST, None)
 
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` pass; fire the confirm timeouts now due, earliest first."""
@@ -269,8 +271,8 @@ class ReferenceClient:
             key=lambda f: f.deadline or 0.0,
         )
         for future in due:
-            if future.state == lc.CANCEL_REQUESTED and future.deadline is not None and future.deadline <= self.now:
-                self._fire(future, lc.CONFIRM_TIMEOUT, None)
+            if future.state in self.lifecycle.awaiting and future.deadline is not None and future.deadline <= self.now:
+                self._fire(future, CONFIRM_TIMEOUT, None)
 
     def _fire(self, future: _ReferenceFuture, event: str, argument: object) -> None:
         self._executor.fire(future, event, argument)
@@ -282,7 +284,7 @@ class ReferenceClient:
             return
         for sibling in list(self._live.values()):
             if sibling is not future and sibling.group_id == future.group_id:
-                self._fire(sibling, lc.GROUP_CANCEL, None)
+                self._fire(sibling, GROUP_CANCEL, None)
 
 
 # -- The stateful test -------------------------------------------------------------
@@ -472,11 +474,12 @@ class ClientMachine(RuleBasedStateMachine):
             state = expected.state
             where = f"task {task_id.hex()}: the lifecycle says {state}"
             assert future.done() == (state in self.reference.lifecycle.terminal), f"{where}, but done() is {future.done()}"
-            assert future.cancelled() == (state == lc.CANCELLED), f"{where}, but cancelled() is {future.cancelled()}"
-            if state == lc.DONE:
+            outcome = self.reference.lifecycle.outcome(state)
+            assert future.cancelled() == (outcome == CANCELLED), f"{where}, but cancelled() is {future.cancelled()}"
+            if outcome == RESULT:
                 assert expected.kept is not None
                 assert future.result(timeout=0) == self.values[expected.kept.payload], f"{where}: result() is not the result sent"
-            elif state == lc.FAILED:
+            elif outcome == EXCEPTION:
                 error = future.exception(timeout=0)
                 assert isinstance(error, BaseException), f"{where}, but exception() is {error!r}"
                 kept = expected.kept

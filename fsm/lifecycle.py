@@ -7,7 +7,9 @@ Rules of this module
   The client layer executes it and the diagram and exploration tools read it;
   none of them adds a rule of its own. A rule missing here is missing
   everywhere, which is the point.
-* The tables below are handed verbatim to ``transitions.Machine``. The
+* The tables below are handed to :func:`taskfate.fsm.declare`, which builds
+  a ``transitions.Machine`` from them and checks them, exactly as a client
+  library's own declaration is. The
   diagram generator and the explorer read them too, so keep them plain data:
   names of states, triggers and callbacks, nothing computed.
 * This module does not know about threads, sockets or waiting callers. It says
@@ -34,10 +36,17 @@ ends ``cancelled`` and the result is kept on the future as discarded; with
 ``failed``. Nothing waits forever: entering ``cancel_requested`` arms a confirm
 timeout that ends the future ``cancelled`` if the scheduler stays silent.
 
-``done``, ``failed`` and ``cancelled`` are terminal: entered once, never left.
+``done``, ``failed`` and ``cancelled`` are terminal: entered once, never left,
+and tagged with their outcome (``result``, ``exception``, ``cancelled``) so
+the stdlib view of a future follows from the declaration, not from names.
 A result reaching a terminal future is recorded as discarded; any other event
 there, and any (state, event) pair with no rule, changes nothing and is
 counted as ignored by the client.
+
+taskfate's own scheduler also says when a worker starts a task
+(``TaskStarted``): the lifecycles built with ``started=True`` have a
+``running`` state, tagged ``running``, that the stock ones lack because a
+peer that never sends the notice would leave ``running()`` False anyway.
 
 Graph tasks share a group id. Cancelling one member sends one ``TaskCancel``
 for the whole group and moves its pending siblings to ``cancel_requested``
@@ -48,26 +57,66 @@ or the timeout) ends every member.
 from __future__ import annotations
 
 import copy
-
 from typing import Any, Final
 
+from taskfate.fsm.declare import (
+    ARM_CONFIRM_TIMEOUT,
+    CALLBACKS,
+    CANCEL,
+    CANCEL_GROUP,
+    CLEAR,
+    CLOSE,
+    CONFIRM_TIMEOUT,
+    CONNECTION_LOST,
+    DISARM_CONFIRM_TIMEOUT,
+    DISCARD_RESULT,
+    GROUP_CANCEL,
+    KEEP_CONNECTION_ERROR,
+    KEEP_RESULT,
+    LOCAL_EVENTS,
+    NOTE_NOT_FOUND,
+    NOTE_REFUSED,
+    NOTE_STARTED,
+    NOTE_TIMEOUT,
+    SEND_CANCEL,
+    Lifecycle,
+    declare,
+)
 from taskfate.protocol import (
     CancelConfirmType,
     Message,
     TaskCancelConfirm,
     TaskResult,
     TaskResultType,
+    TaskStarted,
 )
+
+__all__ = [
+    "CALLBACKS",
+    "DEFAULT_POLICY",
+    "EVENTS",
+    "LOCAL_EVENTS",
+    "MESSAGE_EVENTS",
+    "POLICIES",
+    "STARTED_LIFECYCLES",
+    "STOCK_LIFECYCLES",
+    "declaration",
+    "started_messages",
+    "stock_messages",
+]
 
 # -- States -----------------------------------------------------------------
 
 PENDING: Final = "pending"
+RUNNING: Final = "running"
 CANCEL_REQUESTED: Final = "cancel_requested"
 DONE: Final = "done"
 FAILED: Final = "failed"
 CANCELLED: Final = "cancelled"
 
-# -- Triggers: the protocol's messages and the local events -----------------
+# -- Peer events: what the scheduler's messages mean --------------------------
+# The local events (cancel, clear, close, connection_lost, confirm_timeout,
+# group_cancel) are the library's vocabulary, in taskfate.fsm.declare.
 
 RESULT_SUCCESS: Final = "result_success"
 RESULT_FAILED: Final = "result_failed"
@@ -75,20 +124,14 @@ RESULT_WORKER_DIED: Final = "result_worker_died"
 CONFIRM_CANCELED: Final = "confirm_canceled"
 CONFIRM_CANCEL_FAILED: Final = "confirm_cancel_failed"
 CONFIRM_NOT_FOUND: Final = "confirm_not_found"
-CANCEL: Final = "cancel"
-GROUP_CANCEL: Final = "group_cancel"
-CLEAR: Final = "clear"
-CONFIRM_TIMEOUT: Final = "confirm_timeout"
-CLOSE: Final = "close"
-CONNECTION_LOST: Final = "connection_lost"
+STARTED: Final = "started"
 
 RESULT_EVENTS: Final = (RESULT_SUCCESS, RESULT_FAILED, RESULT_WORKER_DIED)
 CONFIRM_EVENTS: Final = (CONFIRM_CANCELED, CONFIRM_CANCEL_FAILED, CONFIRM_NOT_FOUND)
-LOCAL_EVENTS: Final = (CANCEL, GROUP_CANCEL, CLEAR, CONFIRM_TIMEOUT, CLOSE, CONNECTION_LOST)
 EVENTS: Final = RESULT_EVENTS + CONFIRM_EVENTS + LOCAL_EVENTS
 
-#: What each incoming message means to a future. Messages not listed here
-#: (heartbeats, disconnects) are the transport's, not the lifecycle's.
+#: What each incoming result or confirm means to a future: (type, kind) ->
+#: event. Messages not listed (heartbeats, disconnects) are the transport's.
 MESSAGE_EVENTS: Final[dict[tuple[type[Message], int], str]] = {
     (TaskResult, TaskResultType.SUCCESS): RESULT_SUCCESS,
     (TaskResult, TaskResultType.FAILED): RESULT_FAILED,
@@ -98,34 +141,31 @@ MESSAGE_EVENTS: Final[dict[tuple[type[Message], int], str]] = {
     (TaskCancelConfirm, CancelConfirmType.CANCEL_NOT_FOUND): CONFIRM_NOT_FOUND,
 }
 
-# -- Callbacks ---------------------------------------------------------------
-# Named here so that every callback the declaration mentions is listed once;
-# the client's Future implements each one as a method of the same name taking
-# the event's single argument (the message, the force flag, the error, ...).
+# Indexed by the enums' values, which are 0, 1, 2: one subscript per message.
+_RESULT_BY_TYPE: Final = tuple(MESSAGE_EVENTS[(TaskResult, kind)] for kind in sorted(TaskResultType))
+_CONFIRM_BY_TYPE: Final = tuple(MESSAGE_EVENTS[(TaskCancelConfirm, kind)] for kind in sorted(CancelConfirmType))
 
-KEEP_RESULT: Final = "keep_result"  # store the result or failure to be read
-DISCARD_RESULT: Final = "discard_result"  # record a result that lost to a cancel
-SEND_CANCEL: Final = "send_cancel"  # one TaskCancel, for the task or its group
-CANCEL_GROUP: Final = "cancel_group"  # move pending group siblings along
-ARM_CONFIRM_TIMEOUT: Final = "arm_confirm_timeout"
-DISARM_CONFIRM_TIMEOUT: Final = "disarm_confirm_timeout"
-KEEP_CONNECTION_ERROR: Final = "keep_connection_error"
-NOTE_NOT_FOUND: Final = "note_not_found"
-NOTE_TIMEOUT: Final = "note_timeout"
-NOTE_REFUSED: Final = "note_refused"
 
-CALLBACKS: Final = (
-    KEEP_RESULT,
-    DISCARD_RESULT,
-    SEND_CANCEL,
-    CANCEL_GROUP,
-    ARM_CONFIRM_TIMEOUT,
-    DISARM_CONFIRM_TIMEOUT,
-    KEEP_CONNECTION_ERROR,
-    NOTE_NOT_FOUND,
-    NOTE_TIMEOUT,
-    NOTE_REFUSED,
-)
+def stock_messages(message: Any) -> str | None:
+    """The stock classifier: a ``TaskResult`` or ``TaskCancelConfirm`` to its
+    event, anything else ``None`` (not for futures)."""
+    kind = type(message)
+    if kind is TaskResult:
+        event: str = _RESULT_BY_TYPE[message.result_type]
+        return event
+    if kind is TaskCancelConfirm:
+        event = _CONFIRM_BY_TYPE[message.confirm_type]
+        return event
+    return None
+
+
+def started_messages(message: Any) -> str | None:
+    """The classifier of the lifecycles with a ``running`` state: the stock
+    messages, and ``TaskStarted`` as ``started``."""
+    if type(message) is TaskStarted:
+        return STARTED
+    return stock_messages(message)
+
 
 # -- The declaration ---------------------------------------------------------
 # Read by transitions, by fsm.diagram and by fsm.explore: plain data only.
@@ -137,115 +177,102 @@ STATES: Final[list[dict[str, Any]]] = [
         "on_enter": [ARM_CONFIRM_TIMEOUT],
         "on_exit": [DISARM_CONFIRM_TIMEOUT],
     },
-    {"name": DONE, "final": True},
-    {"name": FAILED, "final": True},
-    {"name": CANCELLED, "final": True},
+    {"name": DONE, "final": True, "tags": ["result"]},
+    {"name": FAILED, "final": True, "tags": ["exception"]},
+    {"name": CANCELLED, "final": True, "tags": ["cancelled"]},
 ]
 
 INITIAL: Final = PENDING
 LIVE: Final = [PENDING, CANCEL_REQUESTED]
 TERMINAL: Final = [DONE, FAILED, CANCELLED]
 
-#: Rules shared by every policy.
-COMMON_TRANSITIONS: Final[list[dict[str, Any]]] = [
-    # The scheduler answers a pending task.
-    {"trigger": RESULT_SUCCESS, "source": PENDING, "dest": DONE, "before": [KEEP_RESULT]},
-    {"trigger": RESULT_FAILED, "source": PENDING, "dest": FAILED, "before": [KEEP_RESULT]},
-    {"trigger": RESULT_WORKER_DIED, "source": PENDING, "dest": FAILED, "before": [KEEP_RESULT]},
-    # Asking to cancel: the state changes before the request leaves.
-    {
-        "trigger": CANCEL,
-        "source": PENDING,
-        "dest": CANCEL_REQUESTED,
-        "after": [SEND_CANCEL, CANCEL_GROUP],
-    },
-    {
-        "trigger": CLEAR,
-        "source": PENDING,
-        "dest": CANCEL_REQUESTED,
-        "after": [SEND_CANCEL, CANCEL_GROUP],
-    },
-    # A sibling in the same graph already sent the group's TaskCancel.
-    {"trigger": GROUP_CANCEL, "source": PENDING, "dest": CANCEL_REQUESTED},
-    # The scheduler cancelled on its own (a clear, an operator): accept it.
-    {"trigger": CONFIRM_CANCELED, "source": PENDING, "dest": CANCELLED},
-    # The scheduler's answers to our TaskCancel.
-    {"trigger": CONFIRM_CANCELED, "source": CANCEL_REQUESTED, "dest": CANCELLED},
-    {
-        "trigger": CONFIRM_CANCEL_FAILED,
-        "source": CANCEL_REQUESTED,
-        "dest": PENDING,
-        "after": [NOTE_REFUSED],
-    },
-    {
-        "trigger": CONFIRM_NOT_FOUND,
-        "source": CANCEL_REQUESTED,
-        "dest": CANCELLED,
-        "after": [NOTE_NOT_FOUND],
-    },
-    # The scheduler stayed silent: give up waiting, the future ends anyway.
-    {
-        "trigger": CONFIRM_TIMEOUT,
-        "source": CANCEL_REQUESTED,
-        "dest": CANCELLED,
-        "after": [NOTE_TIMEOUT],
-    },
-    # The client goes away: nothing more will arrive.
-    {"trigger": CLOSE, "source": LIVE, "dest": CANCELLED},
-    {
-        "trigger": CONNECTION_LOST,
-        "source": LIVE,
-        "dest": FAILED,
-        "before": [KEEP_CONNECTION_ERROR],
-    },
-    # Terminal states are never left; a result reaching one is still recorded.
-    *[
-        {"trigger": event, "source": TERMINAL, "dest": None, "after": [DISCARD_RESULT]}
-        for event in RESULT_EVENTS
-    ],
-]
+
+def _common(working: list[str]) -> list[dict[str, Any]]:
+    """Rules shared by every policy; ``working`` are the states in which the
+    task is the scheduler's to run (``pending``, and ``running`` where the
+    lifecycle has it), which answer results and cancels alike."""
+    live = [*working, CANCEL_REQUESTED]
+    return [
+        # The scheduler answers a task it was running or about to run.
+        {"trigger": RESULT_SUCCESS, "source": working, "dest": DONE, "before": [KEEP_RESULT]},
+        {"trigger": RESULT_FAILED, "source": working, "dest": FAILED, "before": [KEEP_RESULT]},
+        {"trigger": RESULT_WORKER_DIED, "source": working, "dest": FAILED, "before": [KEEP_RESULT]},
+        # Asking to cancel: the state changes before the request leaves.
+        {"trigger": CANCEL, "source": working, "dest": CANCEL_REQUESTED, "after": [SEND_CANCEL, CANCEL_GROUP]},
+        {"trigger": CLEAR, "source": working, "dest": CANCEL_REQUESTED, "after": [SEND_CANCEL, CANCEL_GROUP]},
+        # A sibling in the same graph already sent the group's TaskCancel.
+        {"trigger": GROUP_CANCEL, "source": working, "dest": CANCEL_REQUESTED},
+        # The scheduler cancelled on its own (a clear, an operator): accept it.
+        {"trigger": CONFIRM_CANCELED, "source": working, "dest": CANCELLED},
+        # The scheduler's answers to our TaskCancel.
+        {"trigger": CONFIRM_CANCELED, "source": CANCEL_REQUESTED, "dest": CANCELLED},
+        {"trigger": CONFIRM_NOT_FOUND, "source": CANCEL_REQUESTED, "dest": CANCELLED, "after": [NOTE_NOT_FOUND]},
+        # The scheduler stayed silent: give up waiting, the future ends anyway.
+        {"trigger": CONFIRM_TIMEOUT, "source": CANCEL_REQUESTED, "dest": CANCELLED, "after": [NOTE_TIMEOUT]},
+        # The client goes away: nothing more will arrive.
+        {"trigger": CLOSE, "source": live, "dest": CANCELLED},
+        {"trigger": CONNECTION_LOST, "source": live, "dest": FAILED, "before": [KEEP_CONNECTION_ERROR]},
+        # Terminal states are never left; a result reaching one is still recorded.
+        *[{"trigger": event, "source": TERMINAL, "dest": None, "after": [DISCARD_RESULT]} for event in RESULT_EVENTS],
+    ]
+
 
 #: What a result does to a future whose cancel is in flight, per policy.
 LATE_RESULT_TRANSITIONS: Final[dict[str, list[dict[str, Any]]]] = {
     # The cancel wins: the result is recorded as discarded.
     "cancel": [
-        {
-            "trigger": event,
-            "source": CANCEL_REQUESTED,
-            "dest": CANCELLED,
-            "before": [DISCARD_RESULT],
-        }
+        {"trigger": event, "source": CANCEL_REQUESTED, "dest": CANCELLED, "before": [DISCARD_RESULT]}
         for event in RESULT_EVENTS
     ],
     # The result wins: the future ends as if no cancel had been asked.
     "deliver": [
         {"trigger": RESULT_SUCCESS, "source": CANCEL_REQUESTED, "dest": DONE, "before": [KEEP_RESULT]},
         {"trigger": RESULT_FAILED, "source": CANCEL_REQUESTED, "dest": FAILED, "before": [KEEP_RESULT]},
-        {
-            "trigger": RESULT_WORKER_DIED,
-            "source": CANCEL_REQUESTED,
-            "dest": FAILED,
-            "before": [KEEP_RESULT],
-        },
+        {"trigger": RESULT_WORKER_DIED, "source": CANCEL_REQUESTED, "dest": FAILED, "before": [KEEP_RESULT]},
     ],
 }
 
 POLICIES: Final = tuple(LATE_RESULT_TRANSITIONS)
 DEFAULT_POLICY: Final = "cancel"
 
+# Kept for readers of the plain lists (tests, the docs' tables).
+COMMON_TRANSITIONS: Final = _common([PENDING])
 
-def declaration(policy: str = DEFAULT_POLICY) -> dict[str, Any]:
+
+def declaration(policy: str = DEFAULT_POLICY, *, started: bool = False) -> dict[str, Any]:
     """Keyword arguments for ``transitions.Machine`` describing ``policy``.
 
-    A fresh copy each call, so a caller (a test breaking the declaration on
-    purpose, a diagram tool adding styling) cannot alter the original.
+    With ``started=True``, the lifecycle taskfate's own ``Client`` runs: a
+    ``running`` state entered on the scheduler's ``TaskStarted``, in which
+    ``running()`` is True; a refused cancel returns there (the scheduler
+    refuses a gentle cancel only for a task that is running). A fresh copy
+    each call, so a caller (a test breaking the declaration on purpose, a
+    diagram tool adding styling) cannot alter the original.
     """
     if policy not in LATE_RESULT_TRANSITIONS:
         raise ValueError(f"unknown late_result policy {policy!r}; choose one of {POLICIES}")
-    return {
-        "states": copy.deepcopy(STATES),
-        "transitions": copy.deepcopy(COMMON_TRANSITIONS + LATE_RESULT_TRANSITIONS[policy]),
-        "initial": INITIAL,
-        "auto_transitions": False,
-        "ignore_invalid_triggers": True,
-    }
+    states = copy.deepcopy(STATES)
+    working = [PENDING]
+    refused_to = PENDING
+    extra: list[dict[str, Any]] = []
+    if started:
+        states.insert(1, {"name": RUNNING, "tags": ["running"]})
+        working = [PENDING, RUNNING]
+        refused_to = RUNNING
+        extra = [{"trigger": STARTED, "source": PENDING, "dest": RUNNING, "after": [NOTE_STARTED]}]
+    refused = {"trigger": CONFIRM_CANCEL_FAILED, "source": CANCEL_REQUESTED, "dest": refused_to, "after": [NOTE_REFUSED]}
+    transitions = extra + _common(working) + [refused] + copy.deepcopy(LATE_RESULT_TRANSITIONS[policy])
+    return {"states": states, "transitions": transitions, "initial": INITIAL}
+
+
+#: The stock lifecycles, one per late-result policy: what ``FutureManager``
+#: runs by default (a peer that sends no started notice).
+STOCK_LIFECYCLES: Final[dict[str, Lifecycle]] = {
+    policy: declare(declaration(policy), messages=stock_messages, name=policy) for policy in POLICIES
+}
+#: The lifecycles with a ``running`` state, one per policy: what taskfate's
+#: own ``Client`` runs (its scheduler sends ``TaskStarted``).
+STARTED_LIFECYCLES: Final[dict[str, Lifecycle]] = {
+    policy: declare(declaration(policy, started=True), messages=started_messages, name=f"{policy}+running")
+    for policy in POLICIES
+}

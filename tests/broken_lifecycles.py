@@ -25,18 +25,21 @@ def _rules(declaration: dict[str, Any], trigger: str, source: str) -> list[dict[
 
 
 def wrong_destination() -> dict[str, Any]:
-    """A successful result fails the future."""
+    """A failed result completes the future as done. (Sending a success to
+    ``failed`` instead leaves ``done`` unreachable, which ``declare``
+    refuses.)"""
     declaration = lifecycle.declaration()
-    (rule,) = _rules(declaration, lifecycle.RESULT_SUCCESS, lifecycle.PENDING)
-    rule["dest"] = lifecycle.FAILED
+    (rule,) = _rules(declaration, lifecycle.RESULT_FAILED, lifecycle.PENDING)
+    rule["dest"] = lifecycle.DONE
     return declaration
 
 
 def dropped_transition() -> dict[str, Any]:
-    """The rule for a success reaching a pending future is missing: the result
-    is ignored and the future waits for one forever."""
+    """The rule for a failure reaching a pending future is missing: the result
+    is ignored and the future waits for one forever. (Dropping the success
+    rule instead leaves ``done`` unreachable, which ``declare`` refuses.)"""
     declaration = lifecycle.declaration()
-    (rule,) = _rules(declaration, lifecycle.RESULT_SUCCESS, lifecycle.PENDING)
+    (rule,) = _rules(declaration, lifecycle.RESULT_FAILED, lifecycle.PENDING)
     declaration["transitions"].remove(rule)
     return declaration
 

@@ -10,6 +10,8 @@ table the futures execute, not with a snapshot.
 from __future__ import annotations
 
 import collections
+import copy
+import dataclasses
 import json
 import re
 import shutil
@@ -19,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from explored_lifecycles import PROGRESS, RUNNING
 from helpers import Harness
 from taskfate.client import cli
 from taskfate.client.commands import diagram as command
-from taskfate.fsm import LIFECYCLES, DeclarationError, diagram, lifecycle
+from taskfate.fsm import LIFECYCLES, STARTED_LIFECYCLES, DeclarationError, diagram, lifecycle
 from taskfate.protocol import CancelConfirmType, TaskResultType
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +98,7 @@ def _drawn_rules(items):
 
 
 def _declared_rules(policy):
-    table = LIFECYCLES[policy].table
+    table = (LIFECYCLES[policy] if isinstance(policy, str) else policy).table
     return collections.Counter((state, event, rule.dest) for state, rules in table.items() for event, rule in rules.items())
 
 
@@ -175,22 +178,74 @@ def test_mermaid_repairs_what_transitions_emits():
     assert set(drawn.classes.values()) == set(drawn.class_defs)
 
 
-def test_a_diagram_machine_that_differs_from_the_executed_table_is_refused(monkeypatch):
-    original = lifecycle.declaration
-
-    def missing_a_rule(policy=lifecycle.DEFAULT_POLICY):
-        declared = original(policy)
-        declared["transitions"] = declared["transitions"][:-1]
-        return declared
-
-    monkeypatch.setattr(lifecycle, "declaration", missing_a_rule)
+def test_a_diagram_machine_that_differs_from_the_executed_table_is_refused():
+    life = LIFECYCLES["cancel"]
+    declared = copy.deepcopy(dict(life.declaration))
+    declared["transitions"] = declared["transitions"][:-1]
+    tampered = dataclasses.replace(life, declaration=declared)
     with pytest.raises(DeclarationError, match="differs from the executed table"):
-        diagram.mermaid()
+        diagram.mermaid(tampered)
 
 
 def test_declared_rules_split_multi_source_rules_one_per_source():
     rules = diagram.declared_rules("cancel")
     assert collections.Counter((r.source, r.event, r.dest) for r in rules) == _declared_rules("cancel")
+
+
+# -- Any declared lifecycle ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("life", [STARTED_LIFECYCLES["cancel"], RUNNING], ids=lambda life: life.name)
+def test_any_lifecycle_is_drawn_with_its_own_states_rules_and_messages(life):
+    drawn = Mermaid(diagram.mermaid(life))
+    assert drawn.front == {"title": f"the lifecycle of a taskfate future, {life.name}"}
+    assert set(drawn.states) == set(life.states)
+    assert _drawn_rules(drawn.items()) == _declared_rules(life)
+    items = {_event(item): item for _, _, item in drawn.items()}
+    assert items[lifecycle.STARTED].startswith("started (TaskStarted)")
+    dot_items = [(s, d, item) for s, d, labels in _dot_edges(diagram.dot(life)) if "[*]" not in s + d for item in labels]
+    assert _drawn_rules(dot_items) == _declared_rules(life)
+
+
+def test_a_librarys_own_message_is_drawn_as_a_peer_event_without_a_protocol_label():
+    (item,) = [item for _, _, item in Mermaid(diagram.mermaid(RUNNING)).items() if _event(item) == PROGRESS]
+    assert item == f"{PROGRESS} [internal]"
+    rows = {line.split(" | ")[0].strip("| `"): line for line in diagram.table_markdown(RUNNING).splitlines() if line.startswith("| `")}
+    assert rows[PROGRESS].split(" | ")[1] == "peer" and rows[lifecycle.CANCEL].split(" | ")[1] == "local"
+    # Declared outside the package: no family to compare with, no bold.
+    assert "**" not in diagram.table_markdown(RUNNING)
+
+
+def test_a_history_is_checked_against_the_lifecycle_it_is_drawn_with():
+    path = [("started", "pending", "running"), ("result_success", "running", "done")]
+    assert [step.dest for step in diagram.check_history(path, RUNNING)] == ["running", "done"]
+    drawn = Mermaid(diagram.mermaid(RUNNING, path))
+    assert drawn.classes["done"] == "s_current" and drawn.classes["running"] == "s_visited"
+    with pytest.raises(diagram.HistoryError, match="step 1 .* not a rule of late_result='cancel'"):
+        diagram.check_history(path, "cancel")
+
+
+def test_declarations_side_by_side_compare_states_and_rules():
+    text = diagram.side_by_side_markdown(["cancel", STARTED_LIFECYCLES["cancel"], RUNNING])
+    states, rules = text.split("\n\n")
+    state_rows = {row.split(" | ")[0].strip("| `"): [c.strip() for c in row.strip("|").split("|")[1:]] for row in states.splitlines()[2:]}
+    assert state_rows["running"] == ["", "running", "running"]
+    assert state_rows["cancel_requested"] == ["awaits"] * 3 and state_rows["done"] == ["result"] * 3
+    rule_rows = {tuple(c.strip(" `") for c in row.strip("|").split("|")[:2]): [c.strip() for c in row.strip("|").split("|")[2:]] for row in rules.splitlines()[2:]}
+    assert rule_rows[("pending", "started")] == ["", "`running`", "`running`"]
+    assert rule_rows[("running", PROGRESS)] == ["", "", "stays"]
+    assert rule_rows[("cancel_requested", "confirm_cancel_failed")] == ["`pending`", "`running`", "`running`"]
+    declared = {(s, e) for life in (LIFECYCLES["cancel"], STARTED_LIFECYCLES["cancel"], RUNNING) for s, e, _ in life.rules()}
+    assert set(rule_rows) == declared
+    with pytest.raises(ValueError, match="at least one"):
+        diagram.side_by_side_markdown([])
+
+
+def test_lifecycle_page_draws_the_clients_running_lifecycle_beside_the_stock_one():
+    page = (ROOT / "docs/lifecycle.md").read_text(encoding="utf-8")
+    assert diagram.mermaid(STARTED_LIFECYCLES["cancel"]) in page
+    assert diagram.side_by_side_markdown(diagram.SIDE_BY_SIDE) in page
+    assert [life.name for life in diagram.SIDE_BY_SIDE] == ["cancel", "cancel+running"]
 
 
 # -- dot --------------------------------------------------------------------------
@@ -403,6 +458,19 @@ def test_cli_writes_dot_for_a_policy_and_infers_format_from_the_suffix(capsysbin
     assert target.read_text() == diagram.dot("deliver")
     status, out, _ = run_cli(capsysbinary, "--format", "mermaid", "--policy", "deliver")
     assert out.decode() == diagram.mermaid("deliver")
+
+
+def test_cli_draws_a_named_declaration(capsysbinary):
+    status, out, err = run_cli(capsysbinary, "--declaration", "explored_lifecycles:RUNNING")
+    assert status == 0, err
+    assert out.decode() == diagram.mermaid(RUNNING)
+    status, out, err = run_cli(capsysbinary, "--declaration", "explored_lifecycles:declaration", "--format", "dot")
+    assert status == 0, err
+    assert "progress" in out.decode() and '"running" -> "done"' in out.decode()
+    status, out, err = run_cli(capsysbinary, "--declaration", "explored_lifecycles:RUNNING", "--policy", "cancel")
+    assert status == 1 and out == b"" and "not both" in err
+    status, out, err = run_cli(capsysbinary, "--declaration", "no_such_module:X")
+    assert status == 1 and err.count("\n") == 1 and "cannot load the lifecycle" in err
 
 
 def test_cli_draws_a_saved_history_under_its_policy(capsysbinary, tmp_path):

@@ -17,10 +17,12 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 import broken_lifecycles
+import explored_lifecycles
 from broken_lifecycles import BROKEN
+from explored_lifecycles import BROKEN_RUNNING, PROGRESS, RUNNING
 from taskfate.client.cli import main
-from taskfate.fsm import lifecycle
-from taskfate.fsm.explore import INVARIANTS, Explorer, action_token, explore, load_lifecycle, parse_trace
+from taskfate.fsm import STARTED_LIFECYCLES, declare, lifecycle
+from taskfate.fsm.explore import INVARIANTS, Explorer, action_token, explore, load_lifecycle, load_table, parse_trace, peer_events
 from taskfate.fsm.explore_system import SYSTEM_INVARIANTS, SystemExplorer
 from taskfate.scheduler import lifecycle as scheduler_lifecycle
 from test_stateful import LifecycleMachine
@@ -80,7 +82,7 @@ def test_the_explorer_reports_each_broken_declaration_with_a_replayable_trace(na
     assert all(invariant not in {problem for problem, _ in step.problems} for _, _, step in steps[:-1])
     # The replay command round-trips through the trace syntax.
     tokens = violation.replay.split("--replay ")[1].strip("'")
-    assert parse_trace(tokens) == list(violation.trace)
+    assert parse_trace(tokens) == explorer.parse_trace(tokens) == list(violation.trace)
     assert invariant in violation.describe(explorer) and tokens in violation.describe(explorer)
 
 
@@ -93,17 +95,25 @@ def test_shortest_traces_are_shortest():
 
 
 def test_a_graph_whose_late_member_is_left_out_of_the_cancel_is_caught():
-    # A group cancel that forgets to arm the siblings' timers: the members it
-    # moved wait for the group's answer forever if the scheduler is silent.
+    # A group cancel that moves the siblings to a state of their own which
+    # arms no timer: the members it moved wait for the group's answer forever
+    # if the scheduler is silent.
     declaration = lifecycle.declaration()
-    declaration["states"] = [dict(s, on_enter=[]) if s["name"] == lifecycle.CANCEL_REQUESTED else s for s in declaration["states"]]
-    for rule in declaration["transitions"]:
-        if rule["trigger"] in (lifecycle.CANCEL, lifecycle.CLEAR):
-            rule["after"] = ["arm_confirm_timeout", *rule["after"]]
+    declaration["states"].append({"name": "sibling_cancelling"})
+    (group,) = [rule for rule in declaration["transitions"] if rule["trigger"] == lifecycle.GROUP_CANCEL]
+    group["dest"] = "sibling_cancelling"
+    declaration["transitions"] += [
+        {"trigger": lifecycle.CONFIRM_CANCELED, "source": "sibling_cancelling", "dest": lifecycle.CANCELLED},
+        {"trigger": lifecycle.CONFIRM_NOT_FOUND, "source": "sibling_cancelling", "dest": lifecycle.CANCELLED},
+        {"trigger": lifecycle.CLOSE, "source": "sibling_cancelling", "dest": lifecycle.CANCELLED},
+        {"trigger": lifecycle.CONNECTION_LOST, "source": "sibling_cancelling", "dest": lifecycle.FAILED, "before": ["keep_connection_error"]},
+        *[{"trigger": event, "source": "sibling_cancelling", "dest": lifecycle.CANCELLED, "before": ["discard_result"]} for event in lifecycle.RESULT_EVENTS],
+    ]
     assert explore(declaration, depth=6).ok  # a lone future cannot see it
     report = explore(declaration, depth=6, futures=2)
     violation = report.violations["ends_once_timeouts_fire"]
     assert [kind for kind, _, _ in violation.trace] == ["submit", "cancel"]
+    assert "sibling_cancelling" in violation.message
 
 
 def test_replaying_an_impossible_step_is_refused_clearly():
@@ -114,11 +124,115 @@ def test_replaying_an_impossible_step_is_refused_clearly():
         parse_trace("cancel:0 frobnicate")
 
 
-def test_a_declaration_whose_callbacks_the_explorer_cannot_model_is_refused():
+def test_a_callback_the_explorer_cannot_model_is_taken_to_have_no_effect_and_named():
     declaration = lifecycle.declaration()
+    assert declaration["transitions"][0]["trigger"] == lifecycle.RESULT_SUCCESS
     declaration["transitions"][0]["after"] = ["launch_rockets"]
-    with pytest.raises(ValueError, match="launch_rockets"):
-        Explorer(declaration)
+    report = explore(declaration, depth=6)
+    assert report.ok and report.unmodelled == ("launch_rockets",)
+    assert "no protocol effect: launch_rockets" in report.summary()
+    assert explore("cancel", depth=4).unmodelled == ()
+
+
+def test_a_replayed_trace_names_only_the_lifecycles_own_events():
+    explorer = Explorer(RUNNING)
+    assert explorer.parse_trace(f"started:0 {PROGRESS}:0") == [("message", 0, "started"), ("message", 0, PROGRESS)]
+    with pytest.raises(ValueError, match="cannot read trace step 'teleport:0'"):
+        explorer.parse_trace("teleport:0")
+    with pytest.raises(ValueError, match="'progress:0'"):
+        Explorer("cancel").parse_trace("progress:0")
+
+
+# -- Any declared lifecycle ------------------------------------------------------
+
+
+def test_peer_events_are_split_by_what_the_rules_say_not_by_name():
+    stock = peer_events(load_lifecycle("cancel"))
+    assert stock.results == lifecycle.RESULT_EVENTS
+    assert set(stock.confirms) == set(lifecycle.CONFIRM_EVENTS) and stock.notices == ()
+    # The scheduler may cancel on its own: pending accepts that confirm.
+    assert stock.unasked == {lifecycle.CONFIRM_CANCELED}
+    assert stock.unclassified == ()
+    running = peer_events(RUNNING)
+    assert running.notices == (lifecycle.STARTED, PROGRESS)
+
+
+def test_a_lifecycle_with_a_running_state_and_its_own_message_is_explored_not_waved_through():
+    report = explore(RUNNING, depth=10)
+    assert report.ok and report.exhausted, report.summary()
+    # Every rule the running state brought, but a sibling's cancel (a lone
+    # future has no sibling).
+    new_rules = {
+        (state, event)
+        for state, event, rule in RUNNING.rules()
+        if (lifecycle.RUNNING in (state, rule.dest) or event == PROGRESS) and event != lifecycle.GROUP_CANCEL
+    }
+    assert (lifecycle.PENDING, lifecycle.STARTED) in new_rules and (lifecycle.RUNNING, PROGRESS) in new_rules
+    assert new_rules.isdisjoint(report.unexercised), report.unexercised
+    assert report.unmodelled == ("note_progress",)
+    # A graph under any scheduler exercises every declared rule, so strict passes.
+    graph = explore(RUNNING, depth=8, futures=2, scheduler="any", strict=True)
+    assert graph.ok and graph.unexercised == [], graph.summary()
+
+
+def test_a_faithful_peer_sends_each_notice_once_and_only_before_the_result():
+    explorer = Explorer(RUNNING)
+    state = explorer.initial()
+    notices = {(lifecycle.STARTED, 0), (PROGRESS, 0)}
+
+    def offered(state):
+        return {(event, index) for kind, index, event in explorer._actions(state) if kind == "message" and event in {lifecycle.STARTED, PROGRESS}}
+
+    assert offered(state) == notices
+    (_, state, _), = explorer.replay(explorer.parse_trace("started:0"))
+    assert offered(state) == {(PROGRESS, 0)}
+    *_, (_, state, _) = explorer.replay(explorer.parse_trace(f"started:0 {lifecycle.RESULT_FAILED}:0"))
+    assert offered(state) == set()
+    # Any scheduler sends them whenever it likes.
+    anything = Explorer(RUNNING, scheduler="any")
+    *_, (_, state, _) = anything.replay(anything.parse_trace(f"started:0 {lifecycle.RESULT_FAILED}:0"))
+    assert {(lifecycle.STARTED, 0), (PROGRESS, 0)} <= {(event, index) for kind, index, event in anything._actions(state) if kind == "message"}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_RUNNING))
+def test_each_broken_copy_of_the_running_lifecycle_is_caught_with_the_promise_it_breaks(name):
+    make, invariant = BROKEN_RUNNING[name]
+    explorer = Explorer(make())
+    report = explorer.run(10)
+    assert invariant in report.violations, report.summary()
+    trace = report.violations[invariant].trace
+    # Every one needs the started notice first: the explorer had to send it.
+    assert trace[0] == ("message", 0, lifecycle.STARTED)
+    assert invariant in {problem for problem, _ in explorer.replay(trace)[-1][2].problems}
+
+
+def test_strict_fails_a_report_that_left_declared_transitions_unexercised():
+    lenient = explore(STARTED_LIFECYCLES["cancel"], depth=10)
+    strict = explore(STARTED_LIFECYCLES["cancel"], depth=10, strict=True)
+    assert lenient.ok and not strict.violations
+    assert strict.unexercised == lenient.unexercised and strict.unexercised
+    assert not strict.ok and "FAILED (strict)" in strict.summary()
+
+
+def test_a_result_no_protocol_message_maps_to_is_of_unknown_kind_and_reported():
+    class Finished:
+        task_id = None
+
+    def classify(message):
+        return "finished" if isinstance(message, Finished) else lifecycle.stock_messages(message)
+
+    declared = lifecycle.declaration()
+    declared["transitions"].append({"trigger": "finished", "source": lifecycle.PENDING, "dest": lifecycle.DONE, "before": ["keep_result"]})
+    declared["transitions"].append({"trigger": "finished", "source": lifecycle.CANCEL_REQUESTED, "dest": lifecycle.CANCELLED, "before": ["discard_result"]})
+    declared["transitions"].append({"trigger": "finished", "source": lifecycle.TERMINAL, "dest": None, "after": ["discard_result"]})
+    report = explore(declare(declared, messages=classify, name="finished"), depth=8)
+    assert report.ok and report.unclassified == ("finished",), report.summary()
+    assert "unknown kind" in report.summary()
+    # Kept by a rule on a confirm, a TaskCancelConfirm is known not to be a result.
+    declared = lifecycle.declaration()
+    (rule,) = [r for r in declared["transitions"] if r["trigger"] == lifecycle.CONFIRM_CANCELED and r["source"] == [lifecycle.PENDING]]
+    rule["before"] = ["keep_result"]
+    assert "result_matches_state" in explore(declared, depth=6).violations
 
 
 #: The checks of the stateful suite that may catch each broken copy first.
@@ -178,10 +292,31 @@ def test_command_line_prints_a_replay_command_that_reproduces_the_violation(caps
     assert "VIOLATED terminal_never_left" in replayed and "failed --result_failed--> failed" in replayed
 
 
+def test_command_line_explores_a_named_lifecycle_and_strict_decides_the_status(capsys):
+    assert main(["explore", "--declaration", "explored_lifecycles:RUNNING", "--depth", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "'progress+running'" in out and "notices started, progress" in out and "note_progress" in out
+    assert main(["explore", "--declaration", "explored_lifecycles:RUNNING", "--depth", "8", "--strict"]) == 1
+    assert "FAILED (strict)" in capsys.readouterr().out
+    argv = ["explore", "--declaration", "explored_lifecycles:RUNNING", "--futures", "2", "--scheduler", "any", "--depth", "8", "--strict"]
+    assert main(argv) == 0
+    assert main(["explore", "--declaration", "explored_lifecycles:result_dropped_in_running", "--depth", "6"]) == 1
+    assert "VIOLATED result_recorded" in capsys.readouterr().out
+
+
+def test_command_line_help_is_readable(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["explore", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "Exit status" in out and "--strict" in out and "MODULE:NAME" in out and "examples:" in out
+
+
 def test_command_line_refuses_bad_input_with_status_2(capsys):
     assert main(["explore", "--declaration", "no_such_module:thing"]) == 2
     assert main(["explore", "--replay", "teleport:0"]) == 2
     assert main(["explore", "--futures", "0"]) == 2
+    assert main(["explore", "--system", "--strict"]) == 2
     assert "cannot" in capsys.readouterr().err
 
 
@@ -189,7 +324,7 @@ def test_command_line_refuses_bad_input_with_status_2(capsys):
 
 
 def _scheduler(name: str | None = None):
-    return scheduler_lifecycle.compiled() if name is None else load_lifecycle(getattr(broken_lifecycles, name)(), name)
+    return scheduler_lifecycle.compiled() if name is None else load_table(getattr(broken_lifecycles, name)(), name)
 
 
 @pytest.mark.parametrize("policy", lifecycle.POLICIES)
@@ -224,7 +359,7 @@ def test_client_timeouts_end_what_a_silent_scheduler_leaves_unless_a_stale_answe
     # Without the client's timer the silent scheduler hangs the cancel at once.
     assert [a[0] for a in without.trace if a[0] in ("duplicate", "drop")] == []
     final = explorer.replay(without.trace)[-1][1]
-    assert explorer.stuck_futures(final) == [0] and final[0][0][0] == explorer._cancel_requested
+    assert explorer.stuck_futures(final) == [0] and explorer.lifecycle.states[final[0][0][0]] == lifecycle.CANCEL_REQUESTED
     # With it, only a stale duplicate "cancel failed" (confirms carry no
     # request id) can send the future back to pending after the scheduler
     # silently cancelled it; the declared scheduler always confirms, so the

@@ -13,6 +13,7 @@ import pytest
 
 from helpers import Harness
 from taskfate.client import FutureManager, ResultDecodeError
+from taskfate.client.deadlines import Deadlines
 from taskfate.protocol import CancelConfirmType, Task, TaskCancel, TaskCancelConfirm, TaskID, TaskResult, TaskResultType
 
 pytestmark = pytest.mark.timeout(30)
@@ -243,24 +244,25 @@ def test_cancels_answered_one_by_one_keep_one_timer_thread(monkeypatch):
     finds the queue empty lingers (one cancel_timeout) instead of leaving, so
     a client that cancels now and then does not start a thread per cancel."""
     started = []
-    original = FutureManager._start_timer
+    original = Deadlines._start_thread
 
     def counting(self):
         started.append(1)
         original(self)
 
-    monkeypatch.setattr(FutureManager, "_start_timer", counting)
+    monkeypatch.setattr(Deadlines, "_start_thread", counting)
     manager = FutureManager(lambda m: None, cancel_timeout=30)
     for _ in range(5):
         future = manager.track(TaskID.new())
         # Cancel and answer while holding the manager's lock, so the timer
         # thread (started by the first cancel) looks at the queue only once
         # the answer has emptied it.
-        with manager._lock:
+        with manager.lock:
             future.cancel(0)
             manager.on_message(TaskCancelConfirm(future.task_id, CancelConfirmType.CANCELED))
         deadline = time.monotonic() + 10
-        while manager._timer_due is None and manager._timer_thread is not None and time.monotonic() < deadline:
+        timer = manager.deadlines
+        while timer._sleeps_until is None and timer._thread is not None and time.monotonic() < deadline:
             time.sleep(0.001)  # until it sleeps again, or has left
-    assert future.cancelled() and len(started) == 1 and manager._timer_thread is not None
+    assert future.cancelled() and len(started) == 1 and manager.deadlines._thread is not None
     manager.close()

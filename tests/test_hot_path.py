@@ -70,7 +70,7 @@ def test_a_waiter_gets_a_condition_on_the_managers_lock():
     timer.start()
     assert future.result(timeout=10) == "v"
     timer.join()
-    assert future._waiting is not None and future._condition._lock is h.manager._lock  # type: ignore[attr-defined]
+    assert future._waiting is not None and future._condition._lock is h.manager.lock  # type: ignore[attr-defined]
     waited = h.submit()
     other = h.submit()
     threading.Timer(0.05, h.result, (other, "w")).start()
@@ -111,18 +111,21 @@ def test_no_log_message_is_formatted_when_the_level_is_off(monkeypatch, request)
     assert calls
 
 
-@pytest.mark.parametrize("group", [False, True])
-def test_track_builds_in_place_exactly_what_future_init_builds(group):
-    """track() writes Future.__init__'s stores itself for the stock class;
-    the two must produce the same future, slot for slot."""
-    manager = FutureManager(lambda message: None, timer=False)
-    task_id, group_id = TaskID.new(), (TaskID.new() if group else None)
-    built = manager.track(task_id, group_id)
-    initialised = Future(task_id, manager, group_id)
-    slots = Future.__slots__
-    assert type(built) is Future and manager._build_in_place
-    assert {name: getattr(built, name) for name in slots} == {name: getattr(initialised, name) for name in slots}
-    assert vars(built) == vars(initialised) == {}
+def test_track_starts_every_future_in_the_lifecycles_initial_state():
+    from taskfate.fsm import declare, lifecycle, stock_messages
+
+    declared = lifecycle.declaration()
+    declared["states"].insert(0, {"name": "accepted"})
+    declared["initial"] = "accepted"
+    declared["transitions"] += [
+        {"trigger": "result_success", "source": "accepted", "dest": "pending"},
+        {"trigger": "close", "source": "accepted", "dest": "cancelled"},
+        {"trigger": "connection_lost", "source": "accepted", "dest": "failed", "before": ["keep_connection_error"]},
+    ]
+    custom = declare(declared, messages=stock_messages, name="accepting")
+    manager = FutureManager(lambda message: None, lifecycle=custom, timer=False)
+    future = manager.track(TaskID.new())
+    assert future.state == "accepted" and not future.done() and vars(future) == {}
 
 
 def test_a_subclass_with_its_own_init_is_called():
@@ -135,4 +138,4 @@ def test_a_subclass_with_its_own_init_is_called():
 
     manager = FutureManager(lambda message: None, timer=False, future_class=Counted)
     future = manager.track(TaskID.new())
-    assert type(future) is Counted and future.made and not manager._build_in_place
+    assert type(future) is Counted and future.made

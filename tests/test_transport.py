@@ -88,7 +88,9 @@ def test_cancel_a_running_task_forced_and_not(scheduler, client):
     _wait_running(scheduler, busy)
     refused = busy[0]
     assert refused.cancel(timeout=WAIT, force=False) is False
-    assert refused.state == "pending" and refused.history[-1].event == "confirm_cancel_failed"
+    # A refused cancel sends the future back to where it was: a worker runs it.
+    assert refused.state == "running" and refused.running()
+    assert refused.history[-1].event == "confirm_cancel_failed"
     started = time.monotonic()
     assert refused.cancel(timeout=WAIT) is True
     assert time.monotonic() - started < 10
@@ -410,7 +412,7 @@ def test_a_client_the_scheduler_gave_up_on_learns_its_tasks_were_cancelled():
             future = client.submit(time.sleep, 30)
             with pytest.raises(concurrent.futures.CancelledError):
                 future.result(timeout=WAIT)
-            assert [s.event for s in future.history] == ["confirm_canceled"]
+            assert [s.event for s in future.history] == ["started", "confirm_canceled"]
 
 
 def test_a_dependency_outside_a_group_is_refused_and_the_scheduler_lives_on(scheduler, client):
@@ -470,7 +472,7 @@ def test_a_client_cannot_cancel_another_clients_task(scheduler, client):
         raw.send_multipart(encode(TaskCancel(busy[0].task_id, True)))
         assert raw.poll(WAIT * 1000)
         assert decode(raw.recv_multipart()) == TaskCancelConfirm(busy[0].task_id, CancelConfirmType.CANCEL_NOT_FOUND)
-        assert busy[0].state == "pending"
+        assert busy[0].state == "running"
     finally:
         raw.close()
         for future in busy:
@@ -501,8 +503,9 @@ def test_the_scheduler_tells_the_owner_when_its_task_starts(scheduler):
 
 
 def test_a_client_takes_task_started_in_its_stride(caplog):
-    """The client's futures do not react to TaskStarted yet: it is counted as
-    not for futures, nothing is logged above debug, the result still lands."""
+    """TaskStarted moves the owner's future to ``running``; one for a task
+    the client does not know is counted, not logged above debug; the result
+    still lands."""
     import pickle
 
     from taskfate.protocol import TaskStarted
@@ -514,15 +517,23 @@ def test_a_client_takes_task_started_in_its_stride(caplog):
     try:
         with Client(f"tcp://127.0.0.1:{port}", heartbeat_timeout=10) as client:
             future = client.submit(operator.add, 1, 1)
+            assert not future.running()
             identity, *frames = fake.recv_multipart()
             while frames[0] != b"TK":
                 identity, *frames = fake.recv_multipart()
             task_id = TaskID(frames[1])
             fake.send_multipart([identity, *encode(TaskStarted(task_id))])
             fake.send_multipart([identity, *encode(TaskStarted(TaskID.new()))])  # for nobody
+            deadline = time.monotonic() + WAIT
+            while not future.running() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert future.running() and future.state == "running"
             fake.send_multipart([identity, *encode(TaskResult(task_id, TaskResultType.SUCCESS, pickle.dumps(2)))])
             assert future.result(timeout=WAIT) == 2
-            assert client.manager.stats["not_for_futures"] == 2
+            assert not future.running()
+            assert [s.event for s in future.history] == ["started", "result_success"]
+            assert client.manager.stats["unknown_task"] == 1
+            assert client.manager.stats["not_for_futures"] == 0
             assert client.stats["malformed"] == 0
             assert client._thread.is_alive()
     finally:

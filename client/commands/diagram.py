@@ -6,6 +6,10 @@ pygraphviz when the ``taskfate[diagrams]`` extra is installed (its wheel
 bundles Graphviz), otherwise by a ``dot`` program on ``PATH``. With neither,
 the command says so in one line and exits 1; nothing is written.
 
+``--declaration MODULE:NAME`` draws a lifecycle declared elsewhere (a
+``Lifecycle``, a declaration dict declared with the stock classifier, or a
+function returning either) instead of a stock policy's.
+
 ``--update-docs`` regenerates the marked sections of ``README.md`` and
 ``docs/lifecycle.md`` in a checkout; the test suite fails while they differ
 from the declaration.
@@ -26,6 +30,8 @@ from typing import Any
 
 from taskfate.fsm import diagram
 from taskfate.fsm import lifecycle as lc
+from taskfate.fsm.declare import Lifecycle
+from taskfate.fsm.explore import load_lifecycle
 
 _log = logging.getLogger("taskfate.client")
 
@@ -56,6 +62,11 @@ def register(subparsers: Any) -> None:
         help="which declared machine: a client's future (default) or the reference scheduler's task (Mermaid only)",
     )
     parser.add_argument("--policy", choices=lc.POLICIES, help=f"late_result policy to draw (default: {lc.DEFAULT_POLICY})")
+    parser.add_argument(
+        "--declaration",
+        metavar="MODULE:NAME",
+        help="draw this lifecycle instead of a stock policy's: a Lifecycle, a declaration dict, or a function returning one",
+    )
     parser.add_argument("--output", "-o", type=Path, help="write here instead of standard output")
     parser.add_argument(
         "--history",
@@ -75,8 +86,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         if args.update_docs:
-            if args.format or args.policy or args.output or args.history:
-                raise DiagramError("--update-docs takes no --format, --policy, --output or --history")
+            if args.format or args.policy or args.output or args.history or args.declaration:
+                raise DiagramError("--update-docs takes no --format, --policy, --declaration, --output or --history")
             update_docs(args.docs_root)
             return 0
         data = _draw(args)
@@ -90,18 +101,23 @@ def run(args: argparse.Namespace) -> int:
 def _draw(args: argparse.Namespace) -> bytes:
     fmt = args.format or (_SUFFIXES.get(args.output.suffix.lower()) if args.output else None) or "mermaid"
     if args.machine == "scheduler":
-        if fmt != "mermaid" or args.policy or args.history:
-            raise DiagramError("the scheduler's machine is drawn as Mermaid only, with no --policy or --history")
+        if fmt != "mermaid" or args.policy or args.history or args.declaration:
+            raise DiagramError("the scheduler's machine is drawn as Mermaid only, with no --policy, --declaration or --history")
         return _scheduler_mermaid().encode()
-    policy = args.policy or lc.DEFAULT_POLICY
+    if args.policy and args.declaration:
+        raise DiagramError("pass --policy or --declaration, not both")
+    policy: str | Lifecycle = _declared(args.declaration) if args.declaration else args.policy or lc.DEFAULT_POLICY
     history = None
     if args.history is not None:
         saved = _read_history(args.history)
+        if args.declaration and saved.policy:
+            raise DiagramError(f"{args.history} was saved under late_result={saved.policy!r}; drop --declaration or pass --policy {saved.policy}")
         if args.policy and saved.policy and args.policy != saved.policy:
             raise DiagramError(
                 f"{args.history} was saved under late_result={saved.policy!r}; drop --policy or pass --policy {saved.policy}"
             )
-        policy = args.policy or saved.policy or lc.DEFAULT_POLICY
+        if not args.declaration:
+            policy = args.policy or saved.policy or lc.DEFAULT_POLICY
         history = saved.steps
     if fmt == "png" and args.output is None and sys.stdout.isatty():
         raise DiagramError("png is binary; pass --output FILE.png")
@@ -114,6 +130,17 @@ def _draw(args: argparse.Namespace) -> bytes:
     if fmt == "dot":
         return text.encode()
     return render(text, fmt)
+
+
+def _declared(spec: str) -> Lifecycle:
+    """The Lifecycle ``--declaration`` names, or one line saying why not."""
+    # Imported here: the explore command owns the MODULE:NAME loader.
+    from taskfate.client.commands.explore import load_target
+
+    try:
+        return load_lifecycle(load_target(spec), spec)
+    except (ImportError, AttributeError, ValueError, TypeError) as exc:
+        raise DiagramError(f"cannot load the lifecycle {spec}: {exc}") from None
 
 
 def _read_history(path: Path) -> diagram.SavedHistory:

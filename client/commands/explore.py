@@ -1,10 +1,26 @@
 """``taskfate explore``: every ordering of the protocol up to a bound, checked.
 
-Runs :mod:`taskfate.fsm.explore` over the declared lifecycle (each policy, or
-a declaration named on the command line), prints a summary on stdout and, for
-each broken promise, the shortest trace and the command that replays it.
-Progress goes to stderr on long runs. Exit status 0 only when every
-invariant held; 1 when one did not; 2 for bad arguments.
+Runs taskfate.fsm.explore over a declared lifecycle (each stock policy, or
+the one --declaration names), prints a summary on stdout and, for each
+broken promise, the shortest trace and the command that replays it.
+Progress goes to stderr on long runs.
+
+--declaration MODULE:NAME names a Lifecycle (made by taskfate.fsm.declare),
+a declaration dict (declared with the stock message classifier), or a
+function returning either. The peer sends every peer event the lifecycle
+declares: a faithful one decides one result, confirms only what was asked
+(or what the lifecycle accepts unasked), and sends each other notice at
+most once, before the result; --scheduler any sends anything at any time.
+
+Exit status: 0 when every invariant held (and, with --strict, every
+declared transition was exercised); 1 when one did not; 2 for bad
+arguments or a lifecycle that cannot be loaded.
+
+examples:
+  taskfate explore                                  both stock policies, one future
+  taskfate explore --futures 3 --scheduler any      a 3-node graph, any message at any time
+  taskfate explore --declaration mylib.fates:LIFECYCLE --depth 12 --strict
+  taskfate explore --system --futures 2             with the declared scheduler and a lossy channel
 """
 
 from __future__ import annotations
@@ -15,9 +31,9 @@ import sys
 from typing import Any
 
 from taskfate.fsm import lifecycle as lc
-from taskfate.fsm.explore import SCHEDULERS, Explorer, load_lifecycle, parse_trace
+from taskfate.fsm.declare import Table
+from taskfate.fsm.explore import SCHEDULERS, Explorer, load_lifecycle, load_table
 from taskfate.fsm.explore_system import SystemExplorer, parse_system_trace
-from taskfate.fsm.table import Lifecycle
 
 
 def register(subparsers: Any) -> None:
@@ -27,36 +43,40 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--depth", type=int, default=10, help="longest ordering explored, in actions (default 10)")
-    parser.add_argument(
+    what = parser.add_argument_group("what to explore")
+    what.add_argument(
         "--policy",
         choices=(*lc.POLICIES, "all"),
         default="all",
-        help="late-result policy to explore (default: all of them)",
+        help="stock late-result policy to explore (default: all of them)",
     )
-    parser.add_argument("--futures", type=int, default=1, help="futures in one graph (default 1)")
-    parser.add_argument(
+    what.add_argument(
+        "--declaration",
+        metavar="MODULE:NAME",
+        help="explore this lifecycle instead: a Lifecycle, a declaration dict, or a function returning one",
+    )
+    what.add_argument("--futures", type=int, default=1, metavar="N", help="futures in one graph (default 1)")
+    how = parser.add_argument_group("how far, and how strictly")
+    how.add_argument("--depth", type=int, default=10, metavar="N", help="longest ordering explored, in actions (default 10)")
+    how.add_argument(
         "--scheduler",
         choices=SCHEDULERS,
         default="faithful",
-        help="faithful: one outcome per task, confirms answer requests; any: every message at any time",
+        help="faithful: one outcome per task, confirms answer requests, notices once before the result; any: every message at any time",
     )
-    parser.add_argument(
-        "--declaration",
-        metavar="MODULE:NAME",
-        help="explore this declaration instead (a dict, a function returning one, or a compiled Lifecycle)",
-    )
-    parser.add_argument(
+    how.add_argument("--strict", action="store_true", help="fail (exit 1) when a declared transition is never exercised")
+    system = parser.add_argument_group("both sides together")
+    system.add_argument(
         "--system",
         action="store_true",
         help="explore client futures with the declared scheduler and a lossy, duplicating, reordering channel",
     )
-    parser.add_argument(
+    system.add_argument(
         "--scheduler-declaration",
         metavar="MODULE:NAME",
         help="with --system: this scheduler declaration instead of taskfate.scheduler.lifecycle",
     )
-    parser.add_argument(
+    system.add_argument(
         "--no-timeouts",
         action="store_true",
         help="with --system: take the client's confirm timer away, to see what the scheduler alone guarantees",
@@ -65,26 +85,33 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _load(spec: str) -> Any:
+def load_target(spec: str) -> Any:
+    """What ``--declaration MODULE:NAME`` names: the attribute, or what it
+    returns when it is a function (a Lifecycle or Table is used as it is).
+    ``ValueError``, ``ImportError`` or ``AttributeError`` when it cannot be
+    found; the caller turns them into one line and exit status 2."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"--declaration wants MODULE:NAME, got {spec!r}")
     target = getattr(importlib.import_module(module_name), attribute)
-    return target() if callable(target) and not hasattr(target, "events") else target
+    return target() if callable(target) and not isinstance(target, Table) else target
 
 
-def _scheduler_lifecycle(spec: str | None) -> tuple[Lifecycle, str]:
+def _scheduler_lifecycle(spec: str | None) -> tuple[Table, str]:
     # Imported here: only --system needs the scheduler's declaration.
     from taskfate.scheduler import lifecycle as scheduler
 
     if spec is None:
         return scheduler.compiled(), ""
-    return load_lifecycle(_load(spec), spec), f" --scheduler-declaration {spec}"
+    return load_table(load_target(spec), spec), f" --scheduler-declaration {spec}"
 
 
 def run(args: argparse.Namespace) -> int:
     if args.depth < 0 or args.futures < 1:
         print("taskfate explore: --depth must be >= 0 and --futures >= 1", file=sys.stderr)
+        return 2
+    if args.strict and args.system:
+        print("taskfate explore: --strict goes without --system (the scheduler's own rules are listed, not judged)", file=sys.stderr)
         return 2
     if (args.scheduler_declaration or args.no_timeouts) and not args.system:
         print("taskfate explore: --scheduler-declaration and --no-timeouts go with --system", file=sys.stderr)
@@ -92,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     explorers: list[Explorer] = []
     try:
         if args.declaration:
-            sources: list[tuple[Any, str]] = [(load_lifecycle(_load(args.declaration), args.declaration), f"--declaration {args.declaration}")]
+            sources: list[tuple[Any, str]] = [(load_lifecycle(load_target(args.declaration), args.declaration), f"--declaration {args.declaration}")]
         else:
             policies = lc.POLICIES if args.policy == "all" else (args.policy,)
             sources = [(policy, f"--policy {policy}") for policy in policies]
@@ -104,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             for source, option in sources:
                 replay = f"taskfate explore {option} --futures {args.futures} --scheduler {args.scheduler} --replay '{{trace}}'"
-                explorers.append(Explorer(source, futures=args.futures, scheduler=args.scheduler, replay=replay))
+                explorers.append(Explorer(source, futures=args.futures, scheduler=args.scheduler, replay=replay, strict=args.strict))
     except (ImportError, AttributeError, ValueError, TypeError) as exc:
         print(f"taskfate explore: cannot load the lifecycle: {exc}", file=sys.stderr)
         return 2
@@ -125,13 +152,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _replay(explorers: list[Explorer], text: str) -> int:
     try:
-        trace = parse_system_trace(text) if isinstance(explorers[0], SystemExplorer) else parse_trace(text)
+        trace = parse_system_trace(text) if isinstance(explorers[0], SystemExplorer) else explorers[0].parse_trace(text)
     except ValueError as exc:
         print(f"taskfate explore: {exc}", file=sys.stderr)
         return 2
     status = 0
     for explorer in explorers:
-        print(f"replaying on lifecycle {explorer.lifecycle.policy!r}:")
+        print(f"replaying on lifecycle {explorer.lifecycle.name!r}:")
         try:
             steps = explorer.replay(trace)
         except ValueError as exc:

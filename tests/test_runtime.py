@@ -1,19 +1,16 @@
-"""The generated steps: inlined base callbacks against called ones, and
-both against ``transitions``.
+"""The runtime's steps: stock callbacks against overriding ones, and both
+against ``transitions``.
 
-``taskfate.client.steps`` writes a base ``Future`` callback's body in place
-of the call when the future class does not override it. ``test_differential``
-runs a subclass that overrides every callback, so there every callback is
-called; here the stock ``Future`` (everything inlinable inlined) runs beside
-a subclass whose overrides only delegate (nothing inlined), and beside the
-``transitions`` machine, on the same arbitrary event sequences for every
-policy. Everything a user or the scheduler can observe must agree: states,
-histories with their times, confirm deadlines and when they fire, outgoing
-messages, done-callback order, counters, kept and discarded results.
+``taskfate.client.runtime`` runs each declared rule as a closure over the
+future class's resolved callbacks. Here the stock ``Future`` runs beside a
+subclass whose overrides only delegate, and beside the ``transitions``
+machine, on the same arbitrary event sequences for every policy. Everything
+a user or the scheduler can observe must agree: states, histories with their
+times, confirm deadlines and when they fire, outgoing messages, done-callback
+order, counters, kept and discarded results.
 
-Also here: what the generated source is (so the inlined path really is the
-one exercised) and the stack-based check that keeps ``cancel()`` from
-waiting inside a done callback.
+Also here: the explicit record of callback-running threads that keeps
+``cancel()`` from waiting inside a done callback, and effects released once.
 """
 
 from __future__ import annotations
@@ -27,16 +24,16 @@ from hypothesis import strategies as st
 
 from helpers import FakeClock
 from taskfate.client import Future, FutureManager
-from taskfate.client.steps import step_source, steps_for
-from taskfate.fsm import build_machine, lifecycle
+from taskfate.client.runtime import compile_steps
+from taskfate.fsm import build_machine, declare, lifecycle
 from taskfate.fsm.table import get_lifecycle
 from taskfate.protocol import CancelConfirmType, Task, TaskCancelConfirm, TaskID, TaskResult, TaskResultType
 from test_differential import CONFIRMS, RESULTS, Reference, argument
 
 
 class DelegatingFuture(Future):
-    """Overrides every lifecycle callback with a call to the base one, so the
-    generated steps call them all instead of writing any in place."""
+    """Overrides every lifecycle callback with a call to the base one, so
+    the steps resolve the subclass's methods, not the stock ones."""
 
 
 def _delegate(name):
@@ -88,8 +85,7 @@ class Side:
         return {
             "states": [f.state for f in self.futures],
             "history": [f.history for f in self.futures],
-            "deadlines": [f._deadline for f in self.futures],
-            "queue": [(deadline, f.task_id) for deadline, f in manager._deadlines if f._deadline == deadline],
+            "deadlines": [manager.deadlines.armed(f) for f in self.futures],
             "sent": list(self.sent),
             "ended": list(self.ended),
             "stats": dict(manager.stats),
@@ -109,7 +105,7 @@ steps = st.lists(
 
 
 @given(st.sampled_from(lifecycle.POLICIES), st.integers(1, 3), st.sampled_from([16, 2, 1, 0]), steps)
-def test_inlined_and_called_callbacks_agree_with_each_other_and_with_transitions(policy, size, history_limit, events):
+def test_stock_and_overriding_callbacks_agree_with_each_other_and_with_transitions(policy, size, history_limit, events):
     clock = FakeClock()
     ids = [TaskID.new() for _ in range(size)]
     group_id = TaskID.new() if size > 1 else None
@@ -145,8 +141,8 @@ def test_inlined_and_called_callbacks_agree_with_each_other_and_with_transitions
             assert fired[0] == fired[1]
             for model, future in zip(models, inlined.futures):
                 if model.state == lifecycle.CANCEL_REQUESTED and future.state == lifecycle.CANCELLED:
-                    # The model has no clock: the inlined side, checked
-                    # against the called side, says which deadlines passed.
+                    # The model has no clock: the stock side, checked
+                    # against the overriding side, says which deadlines passed.
                     fire(model, lifecycle.CONFIRM_TIMEOUT, None)
         elif event in RESULTS or event in CONFIRMS:
             target = group_id if to_group and group_id is not None else ids[index]
@@ -177,25 +173,14 @@ def test_inlined_and_called_callbacks_agree_with_each_other_and_with_transitions
 def test_every_declared_rule_has_exactly_one_step(policy):
     lc = get_lifecycle(policy)
     for future_class in (Future, DelegatingFuture):
-        generated = steps_for(future_class, lc)
-        assert {state: set(rules) for state, rules in generated.items()} == {
+        compiled = compile_steps(lc, future_class, 16)
+        assert {state: set(rules) for state, rules in compiled.items()} == {
             state: set(rules) for state, rules in lc.table.items()
         }
-        assert all(callable(step) for rules in generated.values() for step in rules.values())
+        assert all(callable(step) for rules in compiled.values() for step in rules.values())
 
 
-def test_the_stock_future_has_its_cancel_written_in_place_and_a_subclass_has_it_called():
-    lc = get_lifecycle("cancel")
-    stock = step_source(Future, lc, lifecycle.PENDING, lifecycle.CANCEL)
-    assert "callback_" not in stock and "CancelDraft()" in stock and "manager._deadlines" in stock
-    delegating = step_source(DelegatingFuture, lc, lifecycle.PENDING, lifecycle.CANCEL)
-    # One call per callback the rule names, in declared order, nothing in place.
-    rule = lc.table[lifecycle.PENDING][lifecycle.CANCEL]
-    assert delegating.count("callback_") == len(rule.before) + len(rule.after)
-    assert "CancelDraft()" not in delegating and "manager._deadlines" not in delegating
-
-
-def test_an_override_of_one_callback_is_called_while_the_others_stay_in_place():
+def test_an_override_of_one_callback_is_the_one_called():
     calls = []
 
     class Keeping(Future):
@@ -203,15 +188,27 @@ def test_an_override_of_one_callback_is_called_while_the_others_stay_in_place():
             calls.append(message)
             super().keep_result(message)
 
-    lc = get_lifecycle("deliver")
-    source = step_source(Keeping, lc, lifecycle.CANCEL_REQUESTED, lifecycle.RESULT_SUCCESS)
-    assert source.count("callback_") == 1 and "future._deadline = None" in source
     manager = FutureManager(lambda m: None, late_result="deliver", timer=False, future_class=Keeping)
     future = manager.track(TaskID.new())
     future.cancel(0)
     message = TaskResult(future.task_id, TaskResultType.SUCCESS, b"\x80\x04K\x07.")
     manager.on_message(message)
-    assert calls == [message] and future.result() == 7 and future._deadline is None
+    assert calls == [message] and future.result() == 7 and not manager.deadlines.armed(future)
+
+
+def test_a_step_that_fails_is_named_after_its_rule_in_the_traceback():
+    class Exploding(Future):
+        def keep_result(self, message):
+            raise RuntimeError("boom")
+
+    manager = FutureManager(lambda m: None, timer=False, future_class=Exploding)
+    future = manager.track(TaskID.new())
+    with pytest.raises(RuntimeError) as caught:
+        manager.dispatch(future, lifecycle.RESULT_SUCCESS, TaskResult(future.task_id, TaskResultType.SUCCESS, b""))
+    names = [entry.name for entry in caught.traceback]
+    assert "step" in names and "keep_result" in names
+    # The lock was released and the future is unchanged.
+    assert future.state == lifecycle.PENDING and manager.may_block()
 
 
 # -- cancel() inside done callbacks never waits ------------------------------------------
@@ -285,27 +282,23 @@ def _custom_lifecycle(cancel_sends=True):
     ends the future at once (sending its request, or with ``cancel_sends``
     false nothing at all), and a refused gentle cancel retried on the spot
     (a scheduler's message that sends)."""
-    from transitions import Machine
-
-    from taskfate.fsm.table import compile_machine
-
     declaration = lifecycle.declaration()
     for rule in declaration["transitions"]:
-        if rule["trigger"] == lifecycle.CANCEL and rule["source"] == lifecycle.PENDING:
+        if rule["trigger"] == lifecycle.CANCEL and rule["source"] in (lifecycle.PENDING, [lifecycle.PENDING]):
             rule["dest"] = lifecycle.CANCELLED
             if not cancel_sends:
                 rule["after"] = []
         if rule["trigger"] == lifecycle.CONFIRM_CANCEL_FAILED:
             rule["dest"] = lifecycle.CANCEL_REQUESTED
             rule["after"] = [lifecycle.SEND_CANCEL]
-    return compile_machine(Machine(model=None, **declaration), "custom")
+    return declare(declaration, messages=lifecycle.stock_messages, name="custom")
 
 
 @pytest.mark.parametrize("future_class", [Future, DelegatingFuture])
 def test_a_cancel_that_ends_the_future_sends_then_runs_its_callbacks(future_class):
     custom = _custom_lifecycle()
     log = []
-    manager = FutureManager(lambda m: log.append(("sent", m)), late_result=custom, timer=False, future_class=future_class)
+    manager = FutureManager(lambda m: log.append(("sent", m)), lifecycle=custom, timer=False, future_class=future_class)
     future = manager.track(TaskID.new())
     future.add_done_callback(lambda f: log.append(("ended", f.state)))
     assert future.cancel(0) is True
@@ -318,7 +311,7 @@ def test_a_message_whose_rule_sends_has_its_message_sent(future_class):
     custom = _custom_lifecycle()
     sent = []
     clock = FakeClock()
-    manager = FutureManager(sent.append, late_result=custom, clock=clock, timer=False, future_class=future_class)
+    manager = FutureManager(sent.append, lifecycle=custom, clock=clock, timer=False, future_class=future_class)
     future = manager.track(TaskID.new())
     assert future.cancel(0) is True  # the custom cancel ends it at once
     other = manager.track(TaskID.new())
@@ -333,7 +326,7 @@ def test_a_cancel_that_ends_the_future_and_sends_nothing_runs_its_callbacks_once
     # Nothing else is queued here, so a cancel step that handed its ended
     # future back (instead of queueing it) would have it sent as a message.
     sent, ended = [], []
-    manager = FutureManager(sent.append, late_result=_custom_lifecycle(cancel_sends=False), timer=False, future_class=future_class)
+    manager = FutureManager(sent.append, lifecycle=_custom_lifecycle(cancel_sends=False), timer=False, future_class=future_class)
     future = manager.track(TaskID.new())
     future.add_done_callback(ended.append)
     assert future.cancel(0) is True
@@ -365,12 +358,15 @@ class _HookedLock:
     def __exit__(self, *exc):
         self.release()
 
+    def _is_owned(self):
+        return self._lock._is_owned()
+
 
 @pytest.mark.parametrize("caller", ["on_message", "cancel"])
 def test_effects_another_caller_queues_after_the_lock_is_released_go_out_once(caller):
     sent = []
     manager = FutureManager(sent.append, timer=False)
-    manager._lock = lock = _HookedLock()
+    manager.lock = lock = _HookedLock()
     first, second = manager.track(TaskID.new()), manager.track(TaskID.new())
     first.cancel(0)
     sent.clear()
