@@ -7,22 +7,20 @@ the manager fires ``confirm_timeout`` on it. This class keeps the deadlines
 and decides when the manager must look; the manager decides what firing
 means.
 
-Why a deque and not a heap: every deadline is "now + cancel_timeout" on a
-clock that does not run backwards, so appending keeps the queue sorted and
-arming is O(1). A clock that stepped back, or a shorter timeout set between
-two cancels, is handled by an ordered insert. Disarming removes the entry at
-once when it is first (answers mostly come in the order cancels went out);
-any other entry becomes stale, recognised because the armed map no longer
-holds that very deadline for its future, and is dropped when it reaches the
-front.
+Why one dict and not a heap: every deadline is "now + timeout" on a clock
+that does not run backwards, so deadlines are armed in the order they fall
+due, and a dict keeps insertion order. Arming is one store (a re-armed item
+moves to the end), disarming one ``pop``, and the first entry is the next
+deadline. A clock that stepped back, or a shorter timeout set between two
+arms, breaks the order; that is noted, and the next reader sorts the dict
+once (the rare case pays, not every arm).
 
 Every method but :meth:`run` is called with the owner's lock held.
 """
 
 from __future__ import annotations
 
-import bisect
-import collections
+import math
 import threading
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
@@ -57,48 +55,39 @@ class Deadlines(Generic[T]):
         self._expire = expire
         self._use_timer = timer
         self._service_threads = service_threads
-        self._queue: collections.deque[tuple[float, T]] = collections.deque()
+        # item -> deadline, in deadline order while _ordered holds.
         self._armed: dict[T, float] = {}
+        self._ordered = True
+        self._last = -math.inf
         self._wakeup = threading.Condition(lock)
         self._thread: threading.Thread | None = None
-        # What the timer thread sleeps until, None while it is awake: arming
-        # wakes it only when the new deadline comes sooner.
-        self._sleeps_until: float | None = None
+        # The deadline the timer thread sleeps until; arming one sooner wakes
+        # it. +inf while there is no thread (the next arm starts one), -inf
+        # while nothing needs waking: the thread is awake and will look
+        # before it sleeps again (it runs under the lock), there is no timer,
+        # or the deadlines are closed.
+        self._sleeps_until = math.inf if timer else -math.inf
         self._closed = False
         self.timeout = timeout
 
-    def arm(self, item: T) -> float:
+    def arm(self, item: T, _: object = None) -> None:
         """Give ``item`` a deadline ``timeout`` from now (replacing any it had)
-        and make sure something will service it; returns the deadline."""
+        and make sure something will service it. (The second argument,
+        ignored, lets this be a lifecycle callback.)"""
         deadline = self._clock() + self.timeout
-        self._armed[item] = deadline
-        queue = self._queue
         armed = self._armed
-        # Drop stale entries at the front, so the queue holds about the
-        # cancels in flight rather than every cancel of the last timeout.
-        while queue and armed.get(queue[0][1]) is not queue[0][0]:
-            queue.popleft()
-        if queue and queue[-1][0] > deadline:
-            index = bisect.bisect_right(queue, deadline, key=lambda entry: entry[0])
-            queue.insert(index, (deadline, item))
-        else:
-            queue.append((deadline, item))
-        # The timer sleeps until the deadline that was first when it went to
-        # sleep; a later one needs no word. Start it, or wake it if this one
-        # comes sooner.
-        if self._use_timer and not self._closed:
-            if self._thread is None:
-                self._start_thread()
-            elif self._sleeps_until is not None and deadline < self._sleeps_until:
-                self._wakeup.notify()
-        return deadline
+        if item in armed:
+            del armed[item]
+        armed[item] = deadline
+        if deadline < self._last:
+            self._ordered = False
+        self._last = deadline
+        if deadline < self._sleeps_until:
+            self._poke()
 
-    def disarm(self, item: T) -> None:
+    def disarm(self, item: T, _: object = None) -> None:
         """Take ``item``'s deadline back (nothing if it had none)."""
-        if self._armed.pop(item, None) is not None:
-            queue = self._queue
-            if queue and queue[0][1] is item:
-                queue.popleft()
+        self._armed.pop(item, None)
 
     def armed(self, item: T) -> bool:
         return item in self._armed
@@ -108,28 +97,25 @@ class Deadlines(Generic[T]):
         in deadline order, each disarmed."""
         if now is None:
             now = self._clock()
-        queue = self._queue
-        armed = self._armed
+        armed = self._in_order()
         due: list[T] = []
-        while queue and queue[0][0] <= now:
-            deadline, item = queue.popleft()
-            if armed.get(item) is deadline:
-                del armed[item]
-                due.append(item)
+        for item, deadline in armed.items():
+            if deadline > now:
+                break
+            due.append(item)
+        for item in due:
+            del armed[item]
         return due
 
     def next(self) -> float | None:
         """The earliest deadline still armed, or ``None``."""
-        queue = self._queue
-        armed = self._armed
-        while queue and armed.get(queue[0][1]) is not queue[0][0]:
-            queue.popleft()
-        return queue[0][0] if queue else None
+        armed = self._in_order()
+        return next(iter(armed.values())) if armed else None
 
     def close(self) -> None:
         """Forget every deadline and let the timer thread leave."""
         self._closed = True
-        self._queue.clear()
+        self._sleeps_until = -math.inf
         self._armed.clear()
         self._wakeup.notify_all()
 
@@ -137,6 +123,21 @@ class Deadlines(Generic[T]):
         return len(self._armed)
 
     # -- The timer thread ----------------------------------------------------------
+
+    def _in_order(self) -> dict[T, float]:
+        if not self._ordered:
+            self._armed = dict(sorted(self._armed.items(), key=lambda entry: entry[1]))
+            self._ordered = True
+        return self._armed
+
+    def _poke(self) -> None:
+        """A deadline sooner than the timer's sleep was armed: start the
+        thread, or wake it to look again."""
+        if self._thread is None:
+            self._sleeps_until = -math.inf
+            self._start_thread()
+        else:
+            self._wakeup.notify()
 
     def _start_thread(self) -> None:
         self._thread = threading.Thread(target=self.run, name="taskfate-timer", daemon=True)
@@ -160,6 +161,8 @@ class Deadlines(Generic[T]):
                     upcoming = self.next()
                     if self._closed or idle and upcoming is None:
                         self._thread = None
+                        if not self._closed:
+                            self._sleeps_until = math.inf
                         return
                     now = self._clock()
                     idle = upcoming is None
@@ -169,7 +172,8 @@ class Deadlines(Generic[T]):
                         try:
                             self._wakeup.wait(due - now)
                         finally:
-                            self._sleeps_until = None
+                            if not self._closed:
+                                self._sleeps_until = -math.inf
                         continue
                 self._expire()
         finally:

@@ -23,9 +23,8 @@ How future and manager talk
 The future uses its manager's public surface only: ``lock``, ``lifecycle``,
 ``serializer``, ``cancel_timeout``, ``stats``, ``deadlines``,
 ``dispatch``/``expire`` and, from callbacks under the lock, ``send_later``
-and ``cancel_siblings``. The manager calls two methods of the future:
-``_ended`` (wake whoever waits; are done callbacks due?) and
-``_take_callbacks``. The runtime owns three fields (see its module).
+and ``cancel_siblings``. The manager calls one method of the future:
+``_ended`` (wake whoever waits, hand over the done callbacks). The runtime owns three fields (see its module).
 
 Guarantees
 ----------
@@ -54,7 +53,6 @@ from taskfate.client.errors import ResultDecodeError, TaskFailed, WorkerDied
 from taskfate.client.runtime import history_of
 from taskfate.fsm.declare import CANCEL, CANCELLED, EXCEPTION, RESULT
 from taskfate.protocol import TaskID, TaskResultType
-from taskfate.protocol.codec import _new_cancel
 
 if TYPE_CHECKING:
     from taskfate.client.manager import FutureManager
@@ -311,29 +309,21 @@ class Future(concurrent.futures.Future[Any]):
 
     # -- What the manager calls, under its lock ---------------------------------
 
-    def _ended(self, outcome: str) -> bool:
-        """The future just entered a final state with ``outcome``: wake the
-        stdlib's waiters (``wait``, ``as_completed``) and every thread blocked
-        in ``result()`` or ``cancel()``. True when done callbacks are due."""
+    def _wake(self, outcome: str) -> None:
+        """The future just entered a final state with ``outcome`` and
+        somebody waits on it: tell the stdlib's waiters (``wait``,
+        ``as_completed``) and wake every thread blocked in ``result()`` or
+        ``cancel()``. Called by the runtime, under the lock."""
         waiting = self._waiting
-        if waiting is not None:
-            for waiter in waiting.waiters:
-                if outcome == CANCELLED:
-                    waiter.add_cancelled(self)
-                elif outcome == EXCEPTION:
-                    waiter.add_exception(self)
-                else:
-                    waiter.add_result(self)
-            waiting.condition.notify_all()
-        return self._callbacks is not None
-
-    def _take_callbacks(self) -> tuple[Callable[[Future], object], ...]:
-        """The done callbacks, handed over once: a second call gets none."""
-        callbacks = self._callbacks
-        self._callbacks = None
-        if callbacks is None:
-            return ()
-        return tuple(callbacks) if isinstance(callbacks, list) else (callbacks,)
+        assert waiting is not None
+        for waiter in waiting.waiters:
+            if outcome == CANCELLED:
+                waiter.add_cancelled(self)
+            elif outcome == EXCEPTION:
+                waiter.add_exception(self)
+            else:
+                waiter.add_result(self)
+        waiting.condition.notify_all()
 
     # -- Waiting ----------------------------------------------------------------
 
@@ -440,22 +430,21 @@ class Future(concurrent.futures.Future[Any]):
         if _log.isEnabledFor(logging.INFO):
             _log.info("task %s: result %r discarded in state %s", self.task_id.hex(), getattr(message, "result_type", message), self._fsm)
 
+    # These four forward to the manager, which keeps the messages and the
+    # deadlines; the runtime calls the manager's directly unless a subclass
+    # overrides them (taskfate.client.runtime.HOST_CALLBACKS).
+
     def send_cancel(self, force: object) -> None:
-        # One TaskCancel for the task, or for its whole group. Anything but an
-        # explicit False asks for a forced cancel (clear() passes True, a tool
-        # may pass None).
-        group_id = self.group_id
-        self._manager.send_later(_new_cancel(self.task_id if group_id is None else group_id, force is not False))
+        self._manager.send_cancel(self, force)
 
     def cancel_group(self, force: object) -> None:
-        if self.group_id is not None:
-            self._manager.cancel_siblings(self)
+        self._manager.cancel_group(self, force)
 
-    def arm_confirm_timeout(self, _: object) -> None:
-        self._manager.deadlines.arm(self)
+    def arm_confirm_timeout(self, argument: object) -> None:
+        self._manager.arm_confirm_timeout(self, argument)
 
-    def disarm_confirm_timeout(self, _: object) -> None:
-        self._manager.deadlines.disarm(self)
+    def disarm_confirm_timeout(self, argument: object) -> None:
+        self._manager.disarm_confirm_timeout(self, argument)
 
     def keep_connection_error(self, error: BaseException) -> None:
         self._resolved = error

@@ -39,19 +39,20 @@ import logging
 import operator
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from threading import get_ident
 from typing import Any
 
 from taskfate.client.deadlines import Deadlines
 from taskfate.client.errors import ConnectionLost
 from taskfate.client.future import Future
-from taskfate.client.runtime import DEFAULT_HISTORY_LIMIT, Rules, compile_steps
+from taskfate.client.runtime import DEFAULT_HISTORY_LIMIT, Due, Rules, compile_steps
 from taskfate.client.serializer import PickleSerializer, Serializer
 from taskfate.fsm.declare import CLEAR, CLOSE, CONFIRM_TIMEOUT, CONNECTION_LOST, GROUP_CANCEL, Lifecycle
 from taskfate.fsm.lifecycle import DEFAULT_POLICY
 from taskfate.fsm.table import get_lifecycle
 from taskfate.protocol import Message, Task, TaskID
+from taskfate.protocol.codec import _new_cancel
 
 _log = logging.getLogger("taskfate.client")
 
@@ -119,14 +120,21 @@ class FutureManager:
         self._classify = lifecycle.messages
         self._result_events = frozenset(lifecycle.result_events())
         self._future_class = future_class
-        # state -> event -> step, for the declared rules only: anything else
-        # is counted as ignored.
-        self._steps: dict[str, Rules] = compile_steps(lifecycle, future_class, history_limit)
-        self._live: dict[TaskID, Future] = {}
+        #: The live futures by task id: what messages are routed to. Read
+        #: only, under the lock; the steps remove a future when it ends.
+        self.routes: dict[TaskID, Future] = {}
         self._groups: dict[TaskID, dict[TaskID, Future]] = {}
-        # Effects queued under the lock, released after it (messages sent
-        # first, then done callbacks run): see send_later and finish.
-        self._effects: list[Message | Future] = []
+        # What the steps queue under the lock, released after it by _unlock:
+        # messages to send, then finished futures' done callbacks. Each list
+        # lives as long as the manager, emptied in place, so that the two
+        # queueing callables below can be their appends.
+        self._outbox: list[Message] = []
+        self._due: list[Due] = []
+        #: For callbacks under the lock: queue a message to be sent once the
+        #: lock is released, after the messages queued before it.
+        self.send_later: Callable[[Message], None] = self._outbox.append
+        #: For the steps: queue a finished future's done callbacks.
+        self.queue_due: Callable[[Due], None] = self._due.append
         self._closed = False
         # Threads on which cancel() must not wait: transports register their
         # I/O thread, the timer registers itself; a thread running done
@@ -136,6 +144,13 @@ class FutureManager:
         self.deadlines: Deadlines[Future] = Deadlines(
             self.lock, clock, self.expire, timeout=self.cancel_timeout, timer=timer, service_threads=self._service_threads
         )
+        #: The confirm deadline, as the library callbacks that keep it (see
+        #: "For the steps" below).
+        self.arm_confirm_timeout: Callable[[Future, object], None] = self.deadlines.arm
+        self.disarm_confirm_timeout: Callable[[Future, object], None] = self.deadlines.disarm
+        # state -> event -> step, for the declared rules; any other event
+        # gets the step that counts it as ignored.
+        self._steps: dict[str, Rules] = compile_steps(lifecycle, future_class, self, history_limit)
 
     # -- Public surface -----------------------------------------------------------
 
@@ -155,16 +170,16 @@ class FutureManager:
 
     def __len__(self) -> int:
         """How many futures are live (not yet final)."""
-        return len(self._live)
+        return len(self.routes)
 
     def get(self, task_id: TaskID) -> Future | None:
         """The live future of ``task_id``, if any."""
-        return self._live.get(task_id)
+        return self.routes.get(task_id)
 
     def live_futures(self) -> list[Future]:
         """A snapshot of the live futures."""
         with self.lock:
-            return list(self._live.values())
+            return list(self.routes.values())
 
     def track(self, task_id: TaskID, group_id: TaskID | None = None) -> Future:
         """A new future for ``task_id`` in the lifecycle's initial state,
@@ -182,7 +197,7 @@ class FutureManager:
         try:
             if self._closed:
                 raise RuntimeError("the future manager is closed")
-            if self._live.setdefault(task_id, future) is not future:
+            if self.routes.setdefault(task_id, future) is not future:
                 raise ValueError(f"task {task_id.hex()} already has a live future")
             if group_id is not None:
                 self._groups.setdefault(group_id, {})[task_id] = future
@@ -225,19 +240,15 @@ class FutureManager:
             if _log.isEnabledFor(logging.DEBUG):
                 _log.debug("message not for futures: %r", message)
             return
-        lock = self.lock
-        lock.acquire()
+        self.lock.acquire()
         try:
-            future = self._live.get(message.task_id)
+            future = self.routes.get(message.task_id)
             if future is None:
                 self._deliver_elsewhere(message, event)
             else:
-                self._steps[future._fsm][event](self, future, message)
-            effects = self._take_effects()
+                self._steps[future._fsm][event](future, message)
         finally:
-            lock.release()
-        if effects:
-            self._release(effects)
+            self._unlock()
 
     def dispatch(self, future: Future, event: str, argument: Any = None) -> None:
         """Fire lifecycle ``event`` on ``future`` now, and release what it
@@ -246,15 +257,11 @@ class FutureManager:
         ``Future.cancel`` fires ``cancel`` through here; tools and tests that
         speak in events rather than messages use it too.
         """
-        lock = self.lock
-        lock.acquire()
+        self.lock.acquire()
         try:
-            self._steps[future._fsm][event](self, future, argument)
-            effects = self._take_effects()
+            self._steps[future._fsm][event](future, argument)
         finally:
-            lock.release()
-        if effects:
-            self._release(effects)
+            self._unlock()
 
     def clear(self) -> list[Future]:
         """Fire ``clear`` on every live future (the stock lifecycle asks the
@@ -290,14 +297,14 @@ class FutureManager:
         """
         fired = 0
         awaiting = self.lifecycle.awaiting
-        with self.lock:
+        self.lock.acquire()
+        try:
             for future in self.deadlines.pop_due(now):
                 if future._fsm in awaiting:
                     self.fire(future, CONFIRM_TIMEOUT, None)
                     fired += 1
-            effects = self._take_effects()
-        if effects:
-            self._release(effects)
+        finally:
+            self._unlock()
         return fired
 
     def next_deadline(self) -> float | None:
@@ -332,46 +339,41 @@ class FutureManager:
         """Run ``event``'s rule on ``future``; an event its state has no rule
         for is counted as ignored. Caller holds the lock; effects are queued
         and released by the public method that took the lock."""
-        self._steps[future._fsm][event](self, future, argument)
+        self._steps[future._fsm][event](future, argument)
 
-    def send_later(self, message: Message) -> None:
-        """Queue ``message`` to be sent once the lock is released, after the
-        messages queued before it."""
-        self._effects.append(message)
 
-    def cancel_siblings(self, future: Future) -> None:
+    def send_cancel(self, future: Future, force: object) -> None:
+        """Queue one ``TaskCancel`` for ``future``'s task, or for its whole
+        group. Anything but an explicit ``False`` asks for a forced cancel
+        (``clear()`` passes ``True``, a tool may pass ``None``)."""
+        group_id = future.group_id
+        self._outbox.append(_new_cancel(future.task_id if group_id is None else group_id, force is not False))
+
+    def cancel_group(self, future: Future, force: object) -> None:
         """Fire ``group_cancel`` on the other live members of ``future``'s group."""
-        members = self._groups.get(future.group_id) if future.group_id is not None else None
+        group_id = future.group_id
+        members = self._groups.get(group_id) if group_id is not None else None
         if members:
             for sibling in list(members.values()):
                 if sibling is not future:
                     self.fire(sibling, GROUP_CANCEL, None)
 
-    def finish(self, future: Future, outcome: str) -> None:
-        """``future`` entered a final state: stop routing to it, wake whoever
-        waits, and queue its done callbacks. Called by the runtime's steps."""
-        self._forget(future)
-        if future._ended(outcome):
-            self._effects.append(future)
+    def leave_group(self, future: Future) -> None:
+        """Stop routing group messages to ``future`` (it ended)."""
+        group_id = future.group_id
+        members = self._groups.get(group_id) if group_id is not None else None
+        if members is not None:
+            members.pop(future.task_id, None)
+            if not members:
+                del self._groups[group_id]  # type: ignore[arg-type]
 
-    def run_callbacks(self, future: Future, callbacks: Iterable[Callable[[Future], object]]) -> None:
-        """Run ``callbacks`` for ``future`` now, on this thread, recorded as a
-        callback-running thread meanwhile (a ``cancel()`` in one never waits).
-        Exceptions are logged and otherwise ignored."""
-        ident = get_ident()
-        running = self._callback_threads
-        outermost = ident not in running
-        if outermost:
-            running.add(ident)
-        try:
-            for callback in callbacks:
-                try:
-                    callback(future)
-                except Exception:
-                    _log.exception("done callback %r of %r raised", callback, future)
-        finally:
-            if outermost:
-                running.discard(ident)
+    def run_callbacks(self, future: Future, callbacks: tuple[Callable[[Future], object], ...]) -> None:
+        """Run ``callbacks`` for ``future`` on this thread, after the lock is
+        released (now, unless the caller holds the lock), as every done
+        callback runs: see :meth:`_release`."""
+        self.lock.acquire()
+        self._due.append((future, callbacks))
+        self._unlock()
 
     # -- Inside --------------------------------------------------------------------
 
@@ -400,59 +402,70 @@ class FutureManager:
             _log.debug("task %s: %s ignored in state %s", future.task_id.hex(), event, future._fsm)
 
     def _forget(self, future: Future) -> None:
-        if self._live.get(future.task_id) is future:
-            del self._live[future.task_id]
+        """Stop routing to ``future`` without ending it (its task never left)."""
+        if self.routes.get(future.task_id) is future:
+            del self.routes[future.task_id]
         if future.group_id is not None:
-            self._leave_group(future)
-
-    def _leave_group(self, future: Future) -> None:
-        group_id = future.group_id
-        members = self._groups.get(group_id) if group_id is not None else None
-        if members is not None:
-            members.pop(future.task_id, None)
-            if not members:
-                del self._groups[group_id]  # type: ignore[arg-type]
+            self.leave_group(future)
 
     def _broadcast(self, event: str, argument: Any) -> list[Future]:
         awaiting = self.lifecycle.awaiting
-        with self.lock:
-            targets = list(self._live.values())
+        self.lock.acquire()
+        try:
+            targets = list(self.routes.values())
             for future in targets:
                 # A group sibling's rule may have ended this one already.
                 if future._outcome is None:
                     self.fire(future, event, argument)
-            effects = self._take_effects()
             remaining = [future for future in targets if future._fsm in awaiting]
-        if effects:
-            self._release(effects)
+        finally:
+            self._unlock()
         return remaining
 
-    def _take_effects(self) -> list[Message | Future] | None:
-        """The queued effects, handed over and the queue emptied; ``None``
-        when there are none. Caller holds the lock. Never the live queue
-        itself: once the lock is released another thread may fill it."""
-        effects = self._effects
-        if not effects:
-            return None
-        self._effects = []
-        return effects
+    def _unlock(self) -> None:
+        """Release the lock a public method took, then what the steps run
+        under it queued: the messages sent in order, then the done callbacks
+        run in order.
 
-    def _release(self, effects: list[Message | Future]) -> None:
-        """Send the queued messages in order, then run the done callbacks of
-        the queued futures in order. Called without the lock."""
-        send = self._send
-        finished = []
-        for effect in effects:
-            if isinstance(effect, Future):
-                finished.append(effect)
-                continue
-            try:
-                send(effect)
-            except Exception:
-                # The lifecycle already moved; the confirm timeout ends the
-                # future if this request never reaches the scheduler.
-                _log.exception("sending %r failed", effect)
-        for future in finished:
-            callbacks = future._take_callbacks()
-            if callbacks:
-                self.run_callbacks(future, callbacks)
+        The queue is emptied into a batch of this caller's before the lock
+        goes: once it is free another thread may queue more, and releases
+        its own. While the callbacks run, this thread is recorded as one
+        that runs them, so a ``cancel()`` in one sends and returns rather
+        than waiting for an answer this very thread may be the one to
+        deliver. A callback that raises is logged; the others still run."""
+        outbox = self._outbox
+        due = self._due
+        if not (outbox or due):
+            self.lock.release()
+            return
+        messages = outbox.copy()
+        outbox.clear()
+        finished = due.copy()
+        due.clear()
+        self.lock.release()
+        if messages:
+            send = self._send
+            for message in messages:
+                try:
+                    send(message)
+                except Exception:
+                    # The lifecycle already moved; the confirm timeout ends
+                    # the future if this request never reaches the scheduler.
+                    _log.exception("sending %r failed", message)
+        if not finished:
+            return
+        ident = get_ident()
+        running = self._callback_threads
+        outermost = ident not in running
+        if outermost:
+            running.add(ident)
+        try:
+            for future, callbacks in finished:
+                for callback in callbacks:
+                    try:
+                        callback(future)
+                    except Exception:
+                        _log.exception("done callback %r of %r raised", callback, future)
+        finally:
+            if outermost:
+                running.discard(ident)

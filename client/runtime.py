@@ -3,16 +3,27 @@
 A :class:`~taskfate.fsm.Lifecycle` says, for each state and event, which
 callbacks run before the state changes, the destination, and which run after
 (``Rule``). :func:`compile_steps` turns each rule into a :data:`Step`: a
-closure over the rule's resolved callbacks (the future class's own methods,
-looked up once, so a subclass's overrides are the ones called) and the
-constants the rule implies (the history entry it records, the outcome its
-destination carries). The closure's body below is the whole interpreter;
-nothing is generated and every step runs this same code.
+closure over the rule's resolved callbacks and the constants the rule
+implies (the history entry it records, the outcome its destination carries).
+The closure's body in :func:`_step` is the whole interpreter; nothing is
+generated and every step of every lifecycle runs this same code.
 
-A step runs with the manager's lock held. What it causes outside (a message
-to send, done callbacks to run) is queued on the manager by the callbacks
-and by :meth:`FutureManager.finish`, and released by the public method that
-fired the event once the lock is free.
+Resolving a callback
+--------------------
+A callback name resolves, once, to what the future class defines under it,
+so a subclass's override is the one called. The library callbacks that only
+forward to the manager (the :data:`HOST_CALLBACKS`: sending a cancel,
+cancelling a group, the confirm deadline) resolve to the manager's own
+implementation when the class does not override them: the same code the
+``Future`` method would reach, one call sooner.
+
+Who does what
+-------------
+A step runs with its :class:`Host`'s lock held (the ``FutureManager``). What
+it causes outside (a message to send, done callbacks to run) is queued on the
+host and released once the lock is free. When a step ends a future it also
+does the ending: stops the host routing to it, wakes whoever waits on it, and
+hands its done callbacks to the host's queue.
 
 The runtime's fields on a future
 --------------------------------
@@ -20,29 +31,66 @@ A step writes three fields of the future, which nothing else writes:
 ``_fsm`` (the state's name), ``_outcome`` (the destination's outcome tag, or
 ``None`` while live) and ``_history`` (flat pairs ``(event, source, dest),
 time``, the first a constant of the step, so a step allocates one tuple).
-``Future`` reads them; ``history_of`` below is the one reader of the layout.
+``Future`` reads them; :func:`history_of` is the one reader of the layout.
+When the future ends, the step takes ``_callbacks`` (what
+``add_done_callback`` gathered while the future was live) and, if somebody
+waits (``_waiting``), calls ``_wake``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
-from taskfate.fsm.declare import Lifecycle, Rule
+from taskfate.fsm.declare import ARM_CONFIRM_TIMEOUT, CANCEL_GROUP, DISARM_CONFIRM_TIMEOUT, SEND_CANCEL, Lifecycle, Rule
 
 if TYPE_CHECKING:
     from taskfate.client.future import Future
-    from taskfate.client.manager import FutureManager
 
-__all__ = ["DEFAULT_HISTORY_LIMIT", "Rules", "Step", "compile_steps", "history_of", "missing_callbacks"]
+__all__ = ["DEFAULT_HISTORY_LIMIT", "HOST_CALLBACKS", "Due", "Host", "Rules", "Step", "compile_steps", "history_of", "missing_callbacks"]
 
-#: One rule, executed: ``step(manager, future, argument)``, the manager's
-#: lock held by the caller.
-Step = Callable[["FutureManager", "Future", Any], None]
+#: One rule, executed: ``step(future, argument)``, the host's lock held by
+#: the caller.
+Step = Callable[["Future", Any], None]
+
+#: A finished future and the done callbacks it handed over.
+Due = tuple["Future", tuple[Callable[["Future"], object], ...]]
 
 #: How many transitions each future remembers, unless its manager says
 #: otherwise (``FutureManager(history_limit=...)``).
 DEFAULT_HISTORY_LIMIT = 16
+
+#: Library callbacks whose ``Future`` methods forward to the host: resolved
+#: to the host's implementation unless the future class overrides them.
+HOST_CALLBACKS = (SEND_CANCEL, CANCEL_GROUP, ARM_CONFIRM_TIMEOUT, DISARM_CONFIRM_TIMEOUT)
+
+
+class Host(Protocol):
+    """What the steps need of the manager that runs them, all of it, read
+    once when they are compiled."""
+
+    #: The routing table: a step that ends a future removes it.
+    routes: dict[Any, Future]
+
+    def clock(self) -> float:
+        """The time a history entry records."""
+
+    def queue_due(self, due: Due) -> None:
+        """Queue a finished future's done callbacks, to run after the lock."""
+
+    def leave_group(self, future: Future) -> None:
+        """Stop routing a group's messages to ``future``, which ended."""
+
+    def ignored(self, future: Future, event: str) -> None:
+        """``future``'s state has no rule for ``event``."""
+
+    def send_cancel(self, future: Future, force: object) -> None: ...
+
+    def cancel_group(self, future: Future, force: object) -> None: ...
+
+    def arm_confirm_timeout(self, future: Future, argument: object) -> None: ...
+
+    def disarm_confirm_timeout(self, future: Future, argument: object) -> None: ...
 
 
 def missing_callbacks(lifecycle: Lifecycle, future_class: type) -> list[str]:
@@ -50,70 +98,114 @@ def missing_callbacks(lifecycle: Lifecycle, future_class: type) -> list[str]:
     return [name for name in lifecycle.callbacks if not callable(getattr(future_class, name, None))]
 
 
+def resolve(name: str, future_class: type[Future], host: Host) -> Callable[[Future, Any], object]:
+    """What the rules call for callback ``name``: see the module's doc."""
+    from taskfate.client.future import Future
+
+    method: Callable[[Future, Any], object] = getattr(future_class, name)
+    if name in HOST_CALLBACKS and method is getattr(Future, name):
+        forwarded: Callable[[Future, Any], object] = getattr(host, name)
+        return forwarded
+    return method
+
+
 class Rules(dict[str, Step]):
     """One state's steps by event. An event the state has no rule for gets
     the step that counts it as ignored, so a dispatch is two subscripts and
     a call, with no test for a missing rule."""
 
-    __slots__ = ()
+    __slots__ = ("_ignoring",)
+
+    def __init__(self, steps: dict[str, Step], ignoring: Callable[[str], Step]) -> None:
+        super().__init__(steps)
+        self._ignoring = ignoring
 
     def __missing__(self, event: str) -> Step:
-        return _ignoring(event)
+        return self._ignoring(event)
 
 
-_IGNORING: dict[str, Step] = {}
-
-
-def _ignoring(event: str) -> Step:
-    step = _IGNORING.get(event)
-    if step is None:
-
-        def step(manager: FutureManager, future: Future, argument: Any) -> None:
-            manager.ignored(future, event)
-
-        step.__qualname__ = f"ignored[{event}]"
-        _IGNORING[event] = step
-    return step
-
-
-def compile_steps(lifecycle: Lifecycle, future_class: type[Future], history_limit: int) -> dict[str, Rules]:
+def compile_steps(lifecycle: Lifecycle, future_class: type[Future], host: Host, history_limit: int) -> dict[str, Rules]:
     """``state -> event -> step`` for every declared rule of ``lifecycle``,
-    run on futures of ``future_class``, keeping ``history_limit`` steps; any
-    other event maps to a step that counts it as ignored."""
+    run on futures of ``future_class`` for ``host``, keeping
+    ``history_limit`` steps; any other event maps to a step that tells the
+    host it was ignored."""
     missing = missing_callbacks(lifecycle, future_class)
     if missing:
         raise TypeError(
             f"lifecycle {lifecycle.name!r} names callback(s) {missing} that {future_class.__qualname__} does not define; "
             "a lifecycle's own callbacks are methods of a Future subclass (future_class=...)"
         )
+    callbacks = {name: resolve(name, future_class, host) for name in lifecycle.callbacks}
+    ignoring: dict[str, Step] = {}
+
+    def ignoring_step(event: str) -> Step:
+        step = ignoring.get(event)
+        if step is None:
+            ignored = host.ignored
+
+            def step(future: Future, argument: Any) -> None:
+                ignored(future, event)
+
+            step.__qualname__ = f"ignored[{event}]"
+            ignoring[event] = step
+        return step
+
     return {
-        state: Rules({event: _step(lifecycle, future_class, state, event, rule, history_limit) for event, rule in rules.items()})
+        state: Rules(
+            {event: _step(lifecycle, host, callbacks, state, event, rule, history_limit) for event, rule in rules.items()},
+            ignoring_step,
+        )
         for state, rules in lifecycle.table.items()
     }
 
 
-def _step(lifecycle: Lifecycle, future_class: type, source: str, event: str, rule: Rule, history_limit: int) -> Step:
-    before = tuple(getattr(future_class, name) for name in rule.before)
-    after = tuple(getattr(future_class, name) for name in rule.after)
+def _step(
+    lifecycle: Lifecycle,
+    host: Host,
+    callbacks: Mapping[str, Callable[[Future, Any], object]],
+    source: str,
+    event: str,
+    rule: Rule,
+    history_limit: int,
+) -> Step:
+    before = tuple(callbacks[name] for name in rule.before)
+    after = tuple(callbacks[name] for name in rule.after)
     dest = rule.dest
     changes = dest is not None
     outcome = lifecycle.outcomes.get(dest) if dest is not None else None
     entry = (event, source, dest)
     limit = 2 * history_limit
+    clock = host.clock
+    live = host.routes
+    leave_group = host.leave_group
+    queue_due = host.queue_due
 
-    def step(manager: FutureManager, future: Future, argument: Any) -> None:
+    def step(future: Future, argument: Any) -> None:
         for callback in before:
             callback(future, argument)
         if changes:
             future._fsm = dest  # type: ignore[assignment]
             future._outcome = outcome
             if limit:
-                history = future._history + (entry, manager.clock())
+                history = future._history + (entry, clock())
                 future._history = history if len(history) <= limit else history[-limit:]
         for callback in after:
             callback(future, argument)
         if outcome is not None:
-            manager.finish(future, outcome)
+            # The future ended: route nothing more to it (a tool may have
+            # dispatched on one no longer routed), wake its waiters, and
+            # hand its done callbacks over, once.
+            task_id = future.task_id
+            if live.get(task_id) is future:
+                del live[task_id]
+            if future.group_id is not None:
+                leave_group(future)
+            if future._waiting is not None:
+                future._wake(outcome)
+            done = future._callbacks
+            if done is not None:
+                future._callbacks = None
+                queue_due((future, tuple(done) if isinstance(done, list) else (done,)))
         elif changes and future._waiting is not None:
             # Somebody may wait for this future to leave its state (a cancel
             # waiting for the answer).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import asyncio
 import concurrent.futures
 import logging
@@ -262,7 +263,7 @@ def test_cancels_answered_one_by_one_keep_one_timer_thread(monkeypatch):
             manager.on_message(TaskCancelConfirm(future.task_id, CancelConfirmType.CANCELED))
         deadline = time.monotonic() + 10
         timer = manager.deadlines
-        while timer._sleeps_until is None and timer._thread is not None and time.monotonic() < deadline:
+        while timer._sleeps_until == -math.inf and timer._thread is not None and time.monotonic() < deadline:
             time.sleep(0.001)  # until it sleeps again, or has left
     assert future.cancelled() and len(started) == 1 and manager.deadlines._thread is not None
     manager.close()

@@ -173,7 +173,7 @@ def test_stock_and_overriding_callbacks_agree_with_each_other_and_with_transitio
 def test_every_declared_rule_has_exactly_one_step(policy):
     lc = get_lifecycle(policy)
     for future_class in (Future, DelegatingFuture):
-        compiled = compile_steps(lc, future_class, 16)
+        compiled = compile_steps(lc, future_class, FutureManager(lambda m: None, lifecycle=lc, timer=False, future_class=future_class), 16)
         assert {state: set(rules) for state, rules in compiled.items()} == {
             state: set(rules) for state, rules in lc.table.items()
         }
