@@ -678,12 +678,8 @@ REFRESH_COMMAND: Final = "taskfate diagram --update-docs"
 #: Which generated sections each document (relative to the repository root) holds.
 DOCUMENTS: Final[dict[str, tuple[str, ...]]] = {
     "README.md": ("readme-diagram",),
-    "docs/lifecycle.md": (*(f"lifecycle-{policy}" for policy in lc.POLICIES), "declarations"),
+    "docs/lifecycle.md": tuple(f"lifecycle-{policy}" for policy in lc.POLICIES),
 }
-
-#: The declarations drawn side by side in ``docs/lifecycle.md``: the stock
-#: lifecycle and the one taskfate's own ``Client`` runs.
-SIDE_BY_SIDE: Final = (lc.STOCK_LIFECYCLES[lc.DEFAULT_POLICY], lc.STARTED_LIFECYCLES[lc.DEFAULT_POLICY])
 
 _BEGIN: Final = "<!-- BEGIN GENERATED {name}: made from the declarations by `{command}`; do not edit by hand -->"
 _END: Final = "<!-- END GENERATED {name} -->"
@@ -696,14 +692,14 @@ class DocsError(ValueError):
 
 def docs_sections() -> dict[str, str]:
     """The text of every generated section, by name."""
-    sections = {"readme-diagram": _fenced(mermaid(lc.DEFAULT_POLICY))}
+    sections = {"readme-diagram": fenced(mermaid(lc.DEFAULT_POLICY))}
     for policy in lc.POLICIES:
-        sections[f"lifecycle-{policy}"] = _fenced(mermaid(policy)) + "\n" + table_markdown(policy)
-    sections["declarations"] = "".join(_fenced(mermaid(lifecycle)) + "\n" for lifecycle in SIDE_BY_SIDE[1:]) + side_by_side_markdown(SIDE_BY_SIDE)
+        sections[f"lifecycle-{policy}"] = fenced(mermaid(policy)) + "\n" + table_markdown(policy)
     return sections
 
 
-def _fenced(text: str) -> str:
+def fenced(text: str) -> str:
+    """``text`` as a fenced mermaid block."""
     return "```mermaid\n" + text + "```\n"
 
 

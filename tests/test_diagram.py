@@ -241,11 +241,16 @@ def test_declarations_side_by_side_compare_states_and_rules():
         diagram.side_by_side_markdown([])
 
 
-def test_lifecycle_page_draws_the_clients_running_lifecycle_beside_the_stock_one():
+def test_lifecycle_page_draws_taskfates_own_declarations_beside_the_example_librarys():
     page = (ROOT / "docs/lifecycle.md").read_text(encoding="utf-8")
-    assert diagram.mermaid(STARTED_LIFECYCLES["cancel"]) in page
-    assert diagram.side_by_side_markdown(diagram.SIDE_BY_SIDE) in page
-    assert [life.name for life in diagram.SIDE_BY_SIDE] == ["cancel", "cancel+running"]
+    drawn = command.side_by_side(ROOT)
+    assert [life.name for life in drawn] == ["cancel", "cancel+running", "scaler-cancel", "pulse"]
+    for life in drawn[1:]:
+        assert diagram.mermaid(life) in page
+    assert diagram.side_by_side_markdown(drawn) in page
+    # The Scaler adapter's submitted state is the one tagged running; pulse's
+    # own states are drawn under its own names.
+    assert "| `pending` | live | live | running |  |" in page and "| `cancelling` |  |  |  | awaits |" in page
 
 
 # -- dot --------------------------------------------------------------------------
@@ -392,11 +397,11 @@ def test_a_saved_history_that_cannot_be_read_says_why(text, message):
 # -- The docs ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("relative", list(diagram.DOCUMENTS))
+@pytest.mark.parametrize("relative", list(command.documents()))
 def test_committed_docs_match_the_declaration(relative):
     committed = (ROOT / relative).read_text(encoding="utf-8")
     try:
-        fresh = diagram.refresh_document(committed, diagram.DOCUMENTS[relative])
+        fresh = diagram.refresh_document(committed, command.documents()[relative], command.all_sections(ROOT))
     except diagram.DocsError as exc:
         pytest.fail(f"{relative}: {exc}")
     assert fresh == committed, (
@@ -573,9 +578,7 @@ def test_the_system_dot_program_renders_svg(capsysbinary, monkeypatch):
 
 
 def _checkout_copy(tmp_path):
-    from taskfate.client.commands.diagram import SCHEDULER_DOCUMENTS
-
-    for relative in {**diagram.DOCUMENTS, **SCHEDULER_DOCUMENTS}:
+    for relative in [*command.documents(), command.EXAMPLE]:
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / relative, tmp_path / relative)
 
