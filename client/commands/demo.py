@@ -81,13 +81,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"{label}: {future.state}{'  (' + note + ')' if note else ''}")
         for step in future.history:
             print(f"    {step.source} --{step.event}--> {step.dest}")
-    states = [future.state for _, future, _ in shown]
+    # Counted by outcome, which every lifecycle's final states carry, so the
+    # summary reads the same whatever the states are called.
+    outcomes = [future.outcome for _, future, _ in shown]
     print(
         f"summary: {len(shown)} futures shown, "
-        + ", ".join(f"{states.count(s)} {s}" for s in ("done", "failed", "cancelled") if states.count(s))
+        + ", ".join(f"{outcomes.count(o)} {word}" for o, word in _OUTCOME_WORDS.items() if outcomes.count(o))
         + f"; every future ended; {time.monotonic() - started:.1f}s in all"
     )
     return 0 if all(future.done() for _, future, _ in shown) else 1
+
+
+#: How the summary names each outcome.
+_OUTCOME_WORDS = {"result": "done", "exception": "failed", "cancelled": "cancelled"}
 
 
 def _slow_add(x: int, y: int) -> int:
