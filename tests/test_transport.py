@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import sys
+import socket
 import threading
 import time
 
@@ -387,22 +388,42 @@ def _wait_running(scheduler, futures, timeout=WAIT):
     raise AssertionError("tasks did not start in time")
 
 
+def _started_on(address: str) -> Scheduler:
+    """A scheduler serving ``address``, retried while the port is still held
+    (ZeroMQ closes a socket in its own thread, so a port just released may
+    be busy for a moment)."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        scheduler = Scheduler(address, workers=1)
+        try:
+            scheduler.start()
+            return scheduler
+        except zmq.ZMQError as error:
+            scheduler.stop()
+            if error.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_restarted_scheduler_fails_the_futures_it_forgot():
-    port_probe = zmq.Context.instance().socket(zmq.ROUTER)
-    port = port_probe.bind_to_random_port("tcp://127.0.0.1")
-    port_probe.close(0)
+    with socket.socket() as probe:  # a free port, released at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
-    first = Scheduler(address, workers=1)
-    first.start()
+    first = _started_on(address)
     with Client(address, heartbeat_timeout=30) as client:
         assert client.submit(operator.add, 1, 1).result(timeout=WAIT) == 2
         lost = client.submit(time.sleep, 30)
         _wait_running(first, [lost])
         first.stop()
-        with Scheduler(address, workers=1):
+        second = _started_on(address)
+        try:
             with pytest.raises(ConnectionLost, match="dropped"):
                 lost.result(timeout=WAIT)
             assert client.submit(operator.add, 2, 2).result(timeout=WAIT) == 4
+        finally:
+            second.stop()
 
 
 def test_a_client_the_scheduler_gave_up_on_learns_its_tasks_were_cancelled():
