@@ -259,6 +259,22 @@ def test_cancel_sends_scalers_task_cancel_and_the_confirm_ends_it():
     assert [step.event for step in future.history] == ["cancel", "confirm_canceled"]
 
 
+def test_running_is_true_from_submission_until_a_cancel_is_asked_or_an_answer_ends_it():
+    manager, _ = make_manager(cancel_timeout=5)
+    answered = submit(manager)
+    assert answered.running() and not answered.done()  # no started notice: submitted counts as running
+    manager.on_task_result(scaler_result(answered, object_id=os.urandom(32)))
+    assert answered.done() and not answered.running()
+
+    asked = submit(manager)
+    assert asked.cancel(timeout=0) is False  # asked, not yet answered
+    assert asked.state == "cancel_requested" and not asked.running()  # Scaler's future still says True here
+    manager.on_task_cancel_confirm(scaler_confirm(asked.task_id, capnp.TaskCancelConfirmType.cancelFailed))
+    assert asked.state == "pending" and asked.running()  # refused: the task is the scheduler's again
+    manager.on_task_result(scaler_result(asked, object_id=os.urandom(32)))
+    assert asked.done() and not asked.running()
+
+
 @pytest.mark.parametrize(("policy", "state"), [("cancel", "cancelled"), ("deliver", "done")])
 def test_a_result_racing_the_cancel_follows_the_chosen_policy(policy, state):
     object_id = os.urandom(32)

@@ -190,8 +190,9 @@ def test_cancel_a_running_task_waits_for_the_schedulers_answer(cluster, tmp_path
 def test_cancel_a_running_task_with_a_short_bound_ends_by_the_lifecycles_timeout(client, tmp_path):
     running = client.submit(mark_then_sleep, str(tmp_path / "started"), 20)
     wait_started(tmp_path / "started")
+    assert running.running()
     cancelled, seconds = timed(running.cancel)
-    assert cancelled is True and running.state == "cancelled"
+    assert cancelled is True and running.state == "cancelled" and not running.running()
     assert [step.event for step in running.history] == ["cancel", "confirm_timeout"]
     assert CANCEL_TIMEOUT * 0.9 < seconds < CANCEL_TIMEOUT + SLACK
 
@@ -313,8 +314,12 @@ def test_peer_stock_cancel_of_a_running_task_waits_for_the_kill_grace_as_ours_do
     try:
         running = stock.submit(mark_then_sleep, str(tmp_path / "started"), 20)
         wait_started(tmp_path / "started")
+        assert running.running()
+        with pytest.raises(concurrent.futures.TimeoutError):
+            running.cancel(timeout=0)  # the request leaves; nothing has answered it yet
+        assert running.running()  # stock: still running while its cancel is in flight (ours: False)
         cancelled, seconds = timed(running.cancel, timeout=SCALER_KILL_GRACE + SLACK)
-        assert cancelled is True
+        assert cancelled is True and not running.running()
         assert seconds > SCALER_KILL_GRACE / 2  # the processor's grace, not the lifecycle, sets this
     finally:
         stock.disconnect()
