@@ -19,6 +19,7 @@ _COMMANDS = (
     "taskfate.client.commands.scheduler",
     "taskfate.client.commands.diagram",
     "taskfate.client.commands.explore",
+    "taskfate.client.commands.mutants",
 )
 
 

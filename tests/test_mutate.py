@@ -75,3 +75,13 @@ def test_a_lifecycle_that_already_breaks_a_promise_is_refused():
     broken = declare(declared, messages=pulse.classify, name="no-timeout")
     with pytest.raises(ValueError, match="breaks a promise already"):
         mutation_report(broken, depth=6)
+
+
+def test_the_command_line_reports_survivors_with_status_1_and_bad_input_with_2(capsys):
+    from taskfate.client.cli import main
+
+    assert main(["mutants", "--declaration", "pulse_lifecycle:LIFECYCLE", "--depth", "6"]) == 1
+    out = capsys.readouterr().out
+    assert "lifecycle 'pulse'" in out and "SURVIVED: " in out and "refused by declare" in out
+    assert main(["mutants", "--declaration", "no_such_module:X"]) == 2
+    assert "taskfate mutants:" in capsys.readouterr().err
