@@ -160,7 +160,7 @@ class Client:
         heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
         heartbeat_interval: float | None = None,
         cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
-        late_result: str | Lifecycle = lc.DEFAULT_POLICY,
+        late_result: lc.Policy | Lifecycle = lc.DEFAULT_POLICY,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         curve_server_key: bytes | str | os.PathLike[str] | None = None,
         curve_certificate: str | os.PathLike[str] | None = None,

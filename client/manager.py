@@ -49,7 +49,7 @@ from taskfate.client.future import Future
 from taskfate.client.runtime import DEFAULT_HISTORY_LIMIT, Due, Rules, compile_steps
 from taskfate.client.serializer import PickleSerializer, Serializer
 from taskfate.fsm.declare import CLEAR, CLOSE, CONFIRM_TIMEOUT, CONNECTION_LOST, GROUP_CANCEL, Lifecycle
-from taskfate.fsm.lifecycle import DEFAULT_POLICY
+from taskfate.fsm.lifecycle import DEFAULT_POLICY, Policy
 from taskfate.fsm.table import get_lifecycle
 from taskfate.protocol import Message, Task, TaskID
 from taskfate.protocol.codec import _new_cancel
@@ -89,7 +89,7 @@ class FutureManager:
         send: Callable[[Message], object],
         *,
         lifecycle: Lifecycle | None = None,
-        late_result: str | Lifecycle = DEFAULT_POLICY,
+        late_result: Policy | Lifecycle = DEFAULT_POLICY,
         serializer: Serializer | None = None,
         cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
