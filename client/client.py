@@ -24,7 +24,7 @@ import pickle
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -52,6 +52,11 @@ from taskfate.protocol.calls import Dependency, DependencyFailed, dump_call, dum
 from taskfate.protocol.errors import MalformedInputLog
 
 _log = logging.getLogger("taskfate.client")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+#: A graph's keys, whatever hashable type the caller uses.
+K = TypeVar("K", bound=Hashable)
 
 #: Seconds of scheduler silence after which live futures fail.
 DEFAULT_HEARTBEAT_TIMEOUT = 5.0
@@ -113,7 +118,7 @@ class CloudpickleSerializer:
         return pickle.loads(data)
 
 
-class ClientFuture(Future):
+class ClientFuture(Future[T]):
     """A future of a :class:`Client`; graph futures name failed dependencies
     by their graph key rather than by task id."""
 
@@ -235,19 +240,20 @@ class Client:
         """The sans-I/O manager holding this client's futures."""
         return self._manager
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        """Run ``fn(*args, **kwargs)`` on a worker; its future."""
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Run ``fn(*args, **kwargs)`` on a worker; its future, whose
+        ``result()`` is what ``fn`` returns."""
         self._check_open()
         return self._manager.submit(Task(TaskID.new(), dump_call(fn, args, kwargs)))
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None) -> Iterator[Any]:
+    def map(self, fn: Callable[..., T], *iterables: Iterable[Any], timeout: float | None = None) -> Iterator[T]:
         """As ``concurrent.futures.Executor.map``: results in order; every
         call is submitted up front; leaving the iterator early asks the
         scheduler to cancel what is left (without waiting)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         futures = [self.submit(fn, *args) for args in zip(*iterables)]
 
-        def results() -> Iterator[Any]:
+        def results() -> Iterator[T]:
             try:
                 futures.reverse()
                 while futures:
@@ -265,7 +271,7 @@ class Client:
 
         return results()
 
-    def submit_graph(self, graph: Mapping[Hashable, Any], keys: Iterable[Hashable]) -> dict[Hashable, Future]:
+    def submit_graph(self, graph: Mapping[K, Any], keys: Iterable[K]) -> dict[K, Future[Any]]:
         """Submit a task graph; futures for ``keys``.
 
         ``graph`` maps a key to a value or to a task tuple ``(fn, *args)``;
@@ -273,7 +279,8 @@ class Client:
         Every node becomes one task of a shared group: cancelling any returned
         future cancels the whole graph, and a node that fails or is cancelled
         ends its dependants (a dependant fails with ``DependencyFailed``
-        naming the node by its key).
+        naming the node by its key). The futures are ``Future[Any]``: what
+        each node returns is not in the graph's type.
         """
         self._check_open()
         wanted = list(keys)
@@ -301,7 +308,7 @@ class Client:
             else:
                 payload = dump_call(_constant, (spec,))
             tasks.append(Task(ids[key], payload, group_id, tuple(dependencies)))
-        futures: dict[Hashable, Future] = {}
+        futures: dict[K, Future[Any]] = {}
         for key, task in zip(order, tasks):
             future = self._manager.track(task.task_id, group_id)
             future._graph_keys = names  # type: ignore[attr-defined]
@@ -577,21 +584,21 @@ def _is_task(spec: Any) -> bool:
     return isinstance(spec, tuple) and len(spec) > 0 and callable(spec[0])
 
 
-def _is_key(value: Any, graph: Mapping[Hashable, Any]) -> bool:
+def _is_key(value: Any, graph: Mapping[Any, Any]) -> bool:
     try:
         return value in graph
     except TypeError:  # unhashable arguments are plain values
         return False
 
 
-def _topological_order(graph: Mapping[Hashable, Any]) -> list[Hashable]:
+def _topological_order(graph: Mapping[K, Any]) -> list[K]:
     """Keys with every node after the nodes it depends on; ``ValueError`` on a cycle."""
-    order: list[Hashable] = []
-    state: dict[Hashable, int] = {}  # 1: visiting, 2: done
+    order: list[K] = []
+    state: dict[K, int] = {}  # 1: visiting, 2: done
     for root in graph:
         if state.get(root) == 2:
             continue
-        stack: list[tuple[Hashable, Iterator[Any]]] = [(root, iter(_dependencies(graph, root)))]
+        stack: list[tuple[K, Iterator[K]]] = [(root, iter(_dependencies(graph, root)))]
         state[root] = 1
         while stack:
             key, children = stack[-1]
@@ -610,7 +617,7 @@ def _topological_order(graph: Mapping[Hashable, Any]) -> list[Hashable]:
     return order
 
 
-def _dependencies(graph: Mapping[Hashable, Any], key: Hashable) -> list[Hashable]:
+def _dependencies(graph: Mapping[K, Any], key: K) -> list[K]:
     spec = graph[key]
     if not _is_task(spec):
         return []

@@ -47,7 +47,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Generator
 from concurrent.futures._base import CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from taskfate.client.errors import ResultDecodeError, TaskFailed, WorkerDied
 from taskfate.client.runtime import history_of
@@ -60,6 +60,18 @@ if TYPE_CHECKING:
 _log = logging.getLogger("taskfate.client")
 
 _UNSET: Any = object()
+
+if TYPE_CHECKING:
+    import typing_extensions
+
+    #: The type of the task's value, what ``result()`` returns. Its default
+    #: (PEP 696) makes a bare ``Future`` mean ``Future[Any]``, so a
+    #: lifecycle's own ``class MyFuture(Future)`` stays valid under ``mypy
+    #: --strict``. Only type checkers read the default (typing's own
+    #: ``TypeVar`` takes one from Python 3.13): nothing is installed for it.
+    T = typing_extensions.TypeVar("T", default=Any)
+else:
+    T = TypeVar("T")
 
 #: What the stdlib's ``wait``/``as_completed`` see for each outcome.
 _STDLIB_OUTCOME = {RESULT: FINISHED, EXCEPTION: FINISHED, CANCELLED: CANCELLED_AND_NOTIFIED}
@@ -89,13 +101,16 @@ class _Waiting:
         self.waiters: list[Any] = []
 
 
-class Future(concurrent.futures.Future[Any]):
-    """The client's handle on one submitted task.
+class Future(concurrent.futures.Future[T]):
+    """The client's handle on one submitted task, generic in its value ``T``.
 
     Create futures through :meth:`FutureManager.submit` (or ``track``), never
-    directly: the manager is what routes the scheduler's messages to them. A
-    lifecycle's own callbacks are methods of a subclass, taking the event's
-    one argument, called under the manager's lock.
+    directly: the manager is what routes the scheduler's messages to them.
+    The manager does not know what a task returns, so its futures are
+    ``Future[Any]``; ``Client.submit(fn, ...)`` returns ``Future[R]`` for an
+    ``fn`` returning ``R``. A lifecycle's own callbacks are methods of a
+    subclass, taking the event's one argument, called under the manager's
+    lock.
     """
 
     # Slots for everything the common paths touch: a slot store costs less
@@ -122,7 +137,7 @@ class Future(concurrent.futures.Future[Any]):
         self._resolved: Any = _UNSET
         # None, one callable, or a list once a second callback arrives: most
         # futures have at most one, and a list per future is not free.
-        self._callbacks: Callable[[Future], object] | list[Callable[[Future], object]] | None = None
+        self._callbacks: Callable[[Future[T]], object] | list[Callable[[Future[T]], object]] | None = None
         self._waiting: _Waiting | None = None
 
     # -- What the lifecycle says ---------------------------------------------
@@ -206,7 +221,7 @@ class Future(concurrent.futures.Future[Any]):
         """True once the future is in a final state. Never blocks."""
         return self._outcome is not None
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> T:
         """The task's value; blocks up to ``timeout`` seconds for it.
 
         Raises ``CancelledError`` if cancelled, the task's exception if it
@@ -244,7 +259,7 @@ class Future(concurrent.futures.Future[Any]):
             raise concurrent.futures.CancelledError(self._cancel_reason())
         return self._failure()
 
-    def add_done_callback(self, fn: Callable[[Future], object]) -> None:
+    def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
         """Call ``fn(future)`` once the future is final, exactly once.
 
         If it already is, ``fn`` runs now, in this thread. Otherwise it runs in
@@ -276,7 +291,7 @@ class Future(concurrent.futures.Future[Any]):
     def set_exception(self, exception: BaseException | None) -> None:
         raise RuntimeError("a taskfate future is driven by its lifecycle; failures come from the scheduler")
 
-    def __await__(self) -> Generator[Any, None, Any]:
+    def __await__(self) -> Generator[Any, None, T]:
         return asyncio.wrap_future(self).__await__()
 
     def __repr__(self) -> str:
@@ -378,8 +393,8 @@ class Future(concurrent.futures.Future[Any]):
             return TaskFailed(f"task {self.task_id.hex()} failed; its error could not be decoded: {exc!r}")
         return decoded if isinstance(decoded, BaseException) else TaskFailed(repr(decoded))
 
-    def _decoded_value(self) -> Any:
-        value = self._resolved
+    def _decoded_value(self) -> T:
+        value: T = self._resolved
         if value is _UNSET:
             try:
                 value = self.value_of(self._message)
