@@ -11,12 +11,16 @@ Done callbacks of futures ended by the scheduler run on the I/O thread: a
 callback that blocks (say, on another future's ``result()``) stalls every
 future of the client. ``cancel()`` called there, or from any callback, never
 waits.
+
+A ``Client`` is a ``concurrent.futures.Executor``: code written for one
+(``submit``, ``map``, ``shutdown``) runs against a scheduler unchanged.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
+import itertools
 import logging
 import math
 import os
@@ -137,8 +141,14 @@ def _constant(value: Any) -> Any:
     return value
 
 
-class Client:
+class Client(concurrent.futures.Executor):
     """Submit callables to a taskfate scheduler and get lifecycle-driven futures.
+
+    A ``concurrent.futures.Executor``: ``submit``, ``map`` and ``shutdown``
+    mean what the standard library's mean. Leaving a ``with`` block calls
+    :meth:`close`, which ends every unfinished future cancelled within
+    seconds, rather than the standard library's ``shutdown(wait=True)``,
+    which waits for them all: call :meth:`shutdown` inside the block to wait.
 
     ``heartbeat_timeout``: seconds of silence from the scheduler after which
     every live future fails with ``ConnectionLost``. ``cancel_timeout``: the
@@ -212,6 +222,12 @@ class Client:
         self._wake_pending = False
         self._stopping = False
         self._closed = False
+        # Why submit refuses, once it does (after close or shutdown): one
+        # attribute read per submit.
+        self._refusal: str | None = None
+        # Set by shutdown(wait=False): the I/O thread closes the client once
+        # no future is live.
+        self._close_when_idle = False
         self._close_lock = threading.Lock()
         self._release_on_exit = False
         self._context: zmq.Context[Any] = zmq.Context()
@@ -246,24 +262,47 @@ class Client:
         self._check_open()
         return self._manager.submit(Task(TaskID.new(), dump_call(fn, args, kwargs)))
 
-    def map(self, fn: Callable[..., T], *iterables: Iterable[Any], timeout: float | None = None) -> Iterator[T]:
-        """As ``concurrent.futures.Executor.map``: results in order; every
-        call is submitted up front; leaving the iterator early asks the
-        scheduler to cancel what is left (without waiting)."""
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[T]:
+        """As ``concurrent.futures.Executor.map``: ``fn`` over the iterables'
+        items, the results in order; ``timeout`` counts from this call.
+
+        Every call is submitted up front, or with ``buffersize`` (as in
+        Python 3.14) at most that many ahead of the result being read, so the
+        iterables may be endless. Leaving the iterator early, or a call that
+        raises or times out, asks the scheduler to cancel what is left
+        (without waiting). ``chunksize`` is accepted and ignored, as by
+        ``ThreadPoolExecutor``: each call is one task.
+        """
+        if buffersize is not None:
+            if not isinstance(buffersize, int):
+                raise TypeError("buffersize must be an integer or None")
+            if buffersize < 1:
+                raise ValueError("buffersize must be None or > 0")
         deadline = None if timeout is None else time.monotonic() + timeout
-        futures = [self.submit(fn, *args) for args in zip(*iterables)]
+        calls = zip(*iterables)
+        futures = collections.deque(self.submit(fn, *args) for args in (calls if buffersize is None else itertools.islice(calls, buffersize)))
 
         def results() -> Iterator[T]:
             try:
-                futures.reverse()
                 while futures:
-                    # Popped only once its result is in: a timeout or an error
-                    # here cancels it with the rest.
+                    if buffersize is not None:
+                        args = next(calls, None)
+                        if args is not None:
+                            futures.append(self.submit(fn, *args))
+                    # Removed only once its result is in: a timeout or an
+                    # error here cancels it with the rest.
                     if deadline is None:
-                        value = futures[-1].result()
+                        value = futures[0].result()
                     else:
-                        value = futures[-1].result(max(0.0, deadline - time.monotonic()))
-                    futures.pop()
+                        value = futures[0].result(max(0.0, deadline - time.monotonic()))
+                    futures.popleft()
                     yield value
             finally:
                 for future in futures:
@@ -342,6 +381,43 @@ class Client:
             manager.clear()  # refused gentle cancels are live again: force them
         manager.expire()
 
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """As ``concurrent.futures.Executor.shutdown``: refuse new tasks, and
+        close the client once every unfinished future has ended.
+
+        ``cancel_futures=True`` first asks the scheduler to cancel every
+        future that is not running, gently: a task a worker has started in
+        the meantime is refused and runs on, as the standard library leaves
+        running futures alone. Each of those cancels ends its future within
+        ``cancel_timeout`` (the lifecycle's bound on a cancel's answer).
+
+        With ``wait=True`` this returns once every future has ended (a
+        running task's when it finishes, however long that takes) and the
+        client is closed. With ``wait=False`` it returns at once, and the
+        I/O thread closes the client when the last future ends. From a done
+        callback or the I/O thread it never waits, as if ``wait=False``.
+        Calling it again, or after :meth:`close`, is harmless; :meth:`close`
+        still ends everything at once.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            if self._refusal is None:
+                self._refusal = "cannot schedule new futures after shutdown"
+        manager = self._manager
+        if cancel_futures:
+            for future in manager.live_futures():
+                if not future.running():
+                    future.cancel(timeout=0, force=False)
+        if wait and manager.may_block():
+            # Futures a submit racing this call added are waited for too.
+            while live := manager.live_futures():
+                concurrent.futures.wait(live)
+            self.close()
+        else:
+            self._close_when_idle = True
+            self._wake()
+
     def close(self) -> None:
         """End every unfinished future cancelled, tell the scheduler, stop.
 
@@ -352,6 +428,8 @@ class Client:
             if self._closed:
                 return
             self._closed = True
+            if self._refusal is None:  # after shutdown, submit keeps saying so
+                self._refusal = "the client is closed"
         self._manager.close()
         self._enqueue(ClientDisconnect())
         self._stopping = True
@@ -371,17 +449,16 @@ class Client:
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
 
-    def __enter__(self) -> Client:
-        return self
-
     def __exit__(self, *exc: object) -> None:
+        """Leaving a ``with`` block closes the client: see the class's doc."""
         self.close()
 
     # -- Outgoing --------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("the client is closed")
+        refusal = self._refusal
+        if refusal is not None:
+            raise RuntimeError(refusal)
 
     def _enqueue(self, message: Message) -> None:
         """The manager's ``send``: callable from any thread."""
@@ -477,6 +554,8 @@ class Client:
                 self._malformed.flush()
                 self._refusals.flush()
                 self._manager.expire()
+                if self._close_when_idle and not len(self._manager):
+                    self.close()  # on this thread: the loop's next turn flushes and stops
         except Exception:
             _log.exception("client I/O thread crashed; failing live futures")
             self._manager.connection_lost(ConnectionLost("the client's I/O thread crashed"))
