@@ -23,9 +23,8 @@ import cloudpickle
 import pytest
 import zmq
 
-from taskfate.client import Client, ConnectionLost, WorkerDied
+from taskfate.client import Client, ConnectionLost, DependencyFailed, WorkerDied
 from taskfate.protocol import Heartbeat, Task, TaskCancel, TaskID, TaskResult, TaskResultType, encode
-from taskfate.protocol.calls import DependencyFailed
 from taskfate.scheduler import FaultPlan, Scheduler
 
 pytestmark = pytest.mark.timeout(60)
