@@ -80,7 +80,9 @@ _STDLIB_OUTCOME = {RESULT: FINISHED, EXCEPTION: FINISHED, CANCELLED: CANCELLED_A
 class Step(NamedTuple):
     """One entry of a future's history: ``event`` moved it ``source`` -> ``dest``
     at ``time``, a reading of the manager's clock (``time.monotonic`` by
-    default: seconds since an arbitrary point, for intervals, not dates)."""
+    default: seconds since an arbitrary point, for intervals, not dates).
+    ``FutureManager.wall_time(step.time)`` gives the date, in
+    ``time.time()`` seconds."""
 
     event: str
     source: str

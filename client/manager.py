@@ -111,6 +111,8 @@ class FutureManager:
         self.serializer: Serializer = serializer if serializer is not None else PickleSerializer()
         self.cancel_timeout = float(cancel_timeout)
         self.clock = clock
+        # The wall clock paired with ``clock`` once, for wall_time().
+        self._wall_offset = time.time() - clock()
         self.stats: collections.Counter[str] = collections.Counter()
         self.late_results: collections.deque[Any] = collections.deque(maxlen=late_results_limit)
         #: The one lock over every future of this manager (see future.py).
@@ -163,6 +165,20 @@ class FutureManager:
     def history_limit(self) -> int:
         """How many transitions each future remembers (fixed at construction)."""
         return self._history_limit
+
+    def wall_time(self, reading: float) -> float:
+        """``reading``, a time on this manager's clock (a ``Step.time`` of
+        one of its futures' histories), as wall-clock seconds since the
+        epoch, the scale of ``time.time()``.
+
+        The two clocks are paired once, when the manager is made, so every
+        step converts with the same offset and intervals are kept exactly;
+        a later adjustment of the system clock (an NTP step, say), or time
+        the machine spends suspended, is not followed. With a clock of one's
+        own (a test's fake clock), the answer is only as meaningful as that
+        clock.
+        """
+        return reading + self._wall_offset
 
     @property
     def closed(self) -> bool:

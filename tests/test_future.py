@@ -267,3 +267,34 @@ def test_cancels_answered_one_by_one_keep_one_timer_thread(monkeypatch):
             time.sleep(0.001)  # until it sleeps again, or has left
     assert future.cancelled() and len(started) == 1 and manager.deadlines._thread is not None
     manager.close()
+
+
+# -- What a history's times are ----------------------------------------------------
+
+
+def test_history_times_are_the_managers_monotonic_clock_and_convert_to_wall_time():
+    manager = FutureManager(lambda m: None, timer=False)
+    future = manager.track(TaskID.new())
+    before_wall, before = time.time(), time.monotonic()
+    manager.on_message(success(future))
+    after_wall, after = time.time(), time.monotonic()
+    (step,) = future.history
+    assert before <= step.time <= after  # time.monotonic, the default clock
+    # Paired once: the offset between the clocks drifts by at most the
+    # time the two readings took (well under a millisecond).
+    assert before_wall - 1e-3 <= manager.wall_time(step.time) <= after_wall + 1e-3
+    manager.close()
+
+
+def test_wall_time_keeps_intervals_and_pairs_the_clocks_when_the_manager_is_made():
+    h = Harness()  # a fake clock, at 1000.0
+    made = time.time()
+    first = h.submit()
+    h.clock.now += 2.5
+    h.manager.on_message(success(first))
+    (step,) = first.history
+    assert step.time == 1002.5
+    # Paired when the manager was made, the fake clock at 1000.0: paired
+    # now, at 1002.5, the step would date from now, not 2.5 s after then.
+    assert abs(h.manager.wall_time(step.time) - (made + 2.5)) < 0.5
+    assert h.manager.wall_time(step.time) - h.manager.wall_time(1000.0) == pytest.approx(2.5, abs=1e-6)
