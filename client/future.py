@@ -47,7 +47,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Generator
 from concurrent.futures._base import CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 
 from taskfate.client.errors import ResultDecodeError, TaskFailed, WorkerDied
 from taskfate.client.runtime import history_of
@@ -301,21 +301,39 @@ class Future(concurrent.futures.Future[T]):
 
     # What concurrent.futures.wait / as_completed / the stdlib's internals
     # reach for, derived from the lifecycle's tags. Built on first use only.
+    # The stdlib declares them as attributes; the setters, which refuse, say
+    # so to type checkers (as_completed takes any object that has them).
 
     @property
-    def _state(self) -> str:  # type: ignore[override]
+    def _state(self) -> str:
         outcome = self._outcome
         if outcome is not None:
             return _STDLIB_OUTCOME[outcome]
         return RUNNING if self._fsm in self._manager.lifecycle.running else PENDING
 
-    @property
-    def _condition(self) -> threading.Condition:  # type: ignore[override]
-        return (self._waiting or self._start_waiting()).condition
+    @_state.setter
+    def _state(self, value: str) -> None:
+        self._refuse_stdlib_field("_state")
 
     @property
-    def _waiters(self) -> list[Any]:  # type: ignore[override]
+    def _condition(self) -> threading.Condition:
+        return (self._waiting or self._start_waiting()).condition
+
+    @_condition.setter
+    def _condition(self, value: threading.Condition) -> None:
+        self._refuse_stdlib_field("_condition")
+
+    @property
+    def _waiters(self) -> list[Any]:
         return (self._waiting or self._start_waiting()).waiters
+
+    @_waiters.setter
+    def _waiters(self, value: list[Any]) -> None:
+        self._refuse_stdlib_field("_waiters")
+
+    @staticmethod
+    def _refuse_stdlib_field(name: str) -> NoReturn:
+        raise AttributeError(f"{name} of a taskfate future is derived from its lifecycle; it cannot be set")
 
     def _start_waiting(self) -> _Waiting:
         lock = self._manager.lock
