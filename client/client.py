@@ -153,7 +153,8 @@ class Client(concurrent.futures.Executor):
     ``heartbeat_timeout``: seconds of silence from the scheduler after which
     every live future fails with ``ConnectionLost``. ``cancel_timeout``: the
     lifecycle's bound on waiting for a cancel's answer. ``late_result``: the
-    policy for a result racing a cancel (see docs/lifecycle.md); the client
+    policy for a result racing a cancel, ``"cancel"`` or ``"deliver"`` (a
+    :data:`taskfate.fsm.Policy`; see docs/lifecycle.md); the client
     runs that policy's lifecycle with a ``running`` state, entered when the
     scheduler reports that a worker started the task (``TaskStarted``), so
     ``running()`` tells the truth. A :class:`~taskfate.fsm.Lifecycle` may be

@@ -73,7 +73,8 @@ class FutureManager:
     ``lifecycle`` is the :class:`~taskfate.fsm.Lifecycle` the futures run
     (made by :func:`taskfate.fsm.declare`); without it, ``late_result`` picks
     a stock one (``"cancel"``: a result racing a cancel is recorded as
-    discarded and the future ends cancelled; ``"deliver"``: the result wins).
+    discarded and the future ends cancelled; ``"deliver"``: the result wins;
+    the two names are :data:`taskfate.fsm.Policy`).
     ``future_class`` is the class of its futures; a lifecycle's own callbacks
     are its methods, and one it lacks is refused here (``TypeError``).
     ``cancel_timeout`` bounds how long a cancel waits for the scheduler
