@@ -112,8 +112,8 @@ class FutureManager:
         self.serializer: Serializer = serializer if serializer is not None else PickleSerializer()
         self.cancel_timeout = float(cancel_timeout)
         self.clock = clock
-        # The wall clock paired with ``clock`` once, for wall_time().
-        self._wall_offset = time.time() - clock()
+        # time.time() minus the clock, measured once, by the first wall_time().
+        self._wall_offset: float | None = None
         self.stats: collections.Counter[str] = collections.Counter()
         self.late_results: collections.deque[Any] = collections.deque(maxlen=late_results_limit)
         #: The one lock over every future of this manager (see future.py).
@@ -172,14 +172,20 @@ class FutureManager:
         one of its futures' histories), as wall-clock seconds since the
         epoch, the scale of ``time.time()``.
 
-        The two clocks are paired once, when the manager is made, so every
-        step converts with the same offset and intervals are kept exactly;
-        a later adjustment of the system clock (an NTP step, say), or time
-        the machine spends suspended, is not followed. With a clock of one's
-        own (a test's fake clock), the answer is only as meaningful as that
+        The two clocks are paired once, by the first call, so every step
+        converts with the same offset and intervals are kept exactly; a
+        later adjustment of the system clock (an NTP step, say), or time the
+        machine spends suspended, is not followed. With a clock of one's own
+        (a test's fake clock), the answer is only as meaningful as that
         clock.
         """
-        return reading + self._wall_offset
+        offset = self._wall_offset
+        if offset is None:
+            with self.lock:
+                if self._wall_offset is None:
+                    self._wall_offset = time.time() - self.clock()
+                offset = self._wall_offset
+        return reading + offset
 
     @property
     def closed(self) -> bool:

@@ -286,15 +286,25 @@ def test_history_times_are_the_managers_monotonic_clock_and_convert_to_wall_time
     manager.close()
 
 
-def test_wall_time_keeps_intervals_and_pairs_the_clocks_when_the_manager_is_made():
+def test_wall_time_pairs_the_clocks_once_and_keeps_intervals():
     h = Harness()  # a fake clock, at 1000.0
-    made = time.time()
     first = h.submit()
     h.clock.now += 2.5
     h.manager.on_message(success(first))
     (step,) = first.history
     assert step.time == 1002.5
-    # Paired when the manager was made, the fake clock at 1000.0: paired
-    # now, at 1002.5, the step would date from now, not 2.5 s after then.
-    assert abs(h.manager.wall_time(step.time) - (made + 2.5)) < 0.5
+    asked = time.time()
+    assert abs(h.manager.wall_time(step.time) - asked) < 0.5  # paired now, at 1002.5
+    # Paired once: later readings of the clock do not move the offset.
+    h.clock.now += 100.0
+    assert abs(h.manager.wall_time(step.time) - asked) < 0.5
     assert h.manager.wall_time(step.time) - h.manager.wall_time(1000.0) == pytest.approx(2.5, abs=1e-6)
+
+
+def test_a_managers_clock_is_not_read_until_a_step_or_wall_time_needs_it():
+    readings = []
+    manager = FutureManager(lambda m: None, timer=False, clock=lambda: readings.append(1) or 5.0)
+    assert readings == []
+    manager.wall_time(5.0)
+    manager.wall_time(6.0)
+    assert readings == [1]
