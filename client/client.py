@@ -11,12 +11,16 @@ Done callbacks of futures ended by the scheduler run on the I/O thread: a
 callback that blocks (say, on another future's ``result()``) stalls every
 future of the client. ``cancel()`` called there, or from any callback, never
 waits.
+
+A ``Client`` is a ``concurrent.futures.Executor``: code written for one
+(``submit``, ``map``, ``shutdown``) runs against a scheduler unchanged.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
+import itertools
 import logging
 import math
 import os
@@ -24,7 +28,7 @@ import pickle
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -52,6 +56,11 @@ from taskfate.protocol.calls import Dependency, DependencyFailed, dump_call, dum
 from taskfate.protocol.errors import MalformedInputLog
 
 _log = logging.getLogger("taskfate.client")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+#: A graph's keys, whatever hashable type the caller uses.
+K = TypeVar("K", bound=Hashable)
 
 #: Seconds of scheduler silence after which live futures fail.
 DEFAULT_HEARTBEAT_TIMEOUT = 5.0
@@ -113,7 +122,7 @@ class CloudpickleSerializer:
         return pickle.loads(data)
 
 
-class ClientFuture(Future):
+class ClientFuture(Future[T]):
     """A future of a :class:`Client`; graph futures name failed dependencies
     by their graph key rather than by task id."""
 
@@ -132,13 +141,20 @@ def _constant(value: Any) -> Any:
     return value
 
 
-class Client:
+class Client(concurrent.futures.Executor):
     """Submit callables to a taskfate scheduler and get lifecycle-driven futures.
+
+    A ``concurrent.futures.Executor``: ``submit``, ``map`` and ``shutdown``
+    mean what the standard library's mean. Leaving a ``with`` block calls
+    :meth:`close`, which ends every unfinished future cancelled within
+    seconds, rather than the standard library's ``shutdown(wait=True)``,
+    which waits for them all: call :meth:`shutdown` inside the block to wait.
 
     ``heartbeat_timeout``: seconds of silence from the scheduler after which
     every live future fails with ``ConnectionLost``. ``cancel_timeout``: the
     lifecycle's bound on waiting for a cancel's answer. ``late_result``: the
-    policy for a result racing a cancel (see docs/lifecycle.md); the client
+    policy for a result racing a cancel, ``"cancel"`` or ``"deliver"`` (a
+    :data:`taskfate.fsm.Policy`; see docs/lifecycle.md); the client
     runs that policy's lifecycle with a ``running`` state, entered when the
     scheduler reports that a worker started the task (``TaskStarted``), so
     ``running()`` tells the truth. A :class:`~taskfate.fsm.Lifecycle` may be
@@ -160,7 +176,7 @@ class Client:
         heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
         heartbeat_interval: float | None = None,
         cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
-        late_result: str | Lifecycle = lc.DEFAULT_POLICY,
+        late_result: lc.Policy | Lifecycle = lc.DEFAULT_POLICY,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         curve_server_key: bytes | str | os.PathLike[str] | None = None,
         curve_certificate: str | os.PathLike[str] | None = None,
@@ -207,6 +223,12 @@ class Client:
         self._wake_pending = False
         self._stopping = False
         self._closed = False
+        # Why submit refuses, once it does (after close or shutdown): one
+        # attribute read per submit.
+        self._refusal: str | None = None
+        # Set by shutdown(wait=False): the I/O thread closes the client once
+        # no future is live.
+        self._close_when_idle = False
         self._close_lock = threading.Lock()
         self._release_on_exit = False
         self._context: zmq.Context[Any] = zmq.Context()
@@ -235,29 +257,53 @@ class Client:
         """The sans-I/O manager holding this client's futures."""
         return self._manager
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        """Run ``fn(*args, **kwargs)`` on a worker; its future."""
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Run ``fn(*args, **kwargs)`` on a worker; its future, whose
+        ``result()`` is what ``fn`` returns."""
         self._check_open()
         return self._manager.submit(Task(TaskID.new(), dump_call(fn, args, kwargs)))
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None) -> Iterator[Any]:
-        """As ``concurrent.futures.Executor.map``: results in order; every
-        call is submitted up front; leaving the iterator early asks the
-        scheduler to cancel what is left (without waiting)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        futures = [self.submit(fn, *args) for args in zip(*iterables)]
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[T]:
+        """As ``concurrent.futures.Executor.map``: ``fn`` over the iterables'
+        items, the results in order; ``timeout`` counts from this call.
 
-        def results() -> Iterator[Any]:
+        Every call is submitted up front, or with ``buffersize`` (as in
+        Python 3.14) at most that many ahead of the result being read, so the
+        iterables may be endless. Leaving the iterator early, or a call that
+        raises or times out, asks the scheduler to cancel what is left
+        (without waiting). ``chunksize`` is accepted and ignored, as by
+        ``ThreadPoolExecutor``: each call is one task.
+        """
+        if buffersize is not None:
+            if not isinstance(buffersize, int):
+                raise TypeError("buffersize must be an integer or None")
+            if buffersize < 1:
+                raise ValueError("buffersize must be None or > 0")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        calls = zip(*iterables)
+        futures = collections.deque(self.submit(fn, *args) for args in (calls if buffersize is None else itertools.islice(calls, buffersize)))
+
+        def results() -> Iterator[T]:
             try:
-                futures.reverse()
                 while futures:
-                    # Popped only once its result is in: a timeout or an error
-                    # here cancels it with the rest.
+                    if buffersize is not None:
+                        args = next(calls, None)
+                        if args is not None:
+                            futures.append(self.submit(fn, *args))
+                    # Removed only once its result is in: a timeout or an
+                    # error here cancels it with the rest.
                     if deadline is None:
-                        value = futures[-1].result()
+                        value = futures[0].result()
                     else:
-                        value = futures[-1].result(max(0.0, deadline - time.monotonic()))
-                    futures.pop()
+                        value = futures[0].result(max(0.0, deadline - time.monotonic()))
+                    futures.popleft()
                     yield value
             finally:
                 for future in futures:
@@ -265,7 +311,7 @@ class Client:
 
         return results()
 
-    def submit_graph(self, graph: Mapping[Hashable, Any], keys: Iterable[Hashable]) -> dict[Hashable, Future]:
+    def submit_graph(self, graph: Mapping[K, Any], keys: Iterable[K]) -> dict[K, Future[Any]]:
         """Submit a task graph; futures for ``keys``.
 
         ``graph`` maps a key to a value or to a task tuple ``(fn, *args)``;
@@ -273,7 +319,8 @@ class Client:
         Every node becomes one task of a shared group: cancelling any returned
         future cancels the whole graph, and a node that fails or is cancelled
         ends its dependants (a dependant fails with ``DependencyFailed``
-        naming the node by its key).
+        naming the node by its key). The futures are ``Future[Any]``: what
+        each node returns is not in the graph's type.
         """
         self._check_open()
         wanted = list(keys)
@@ -301,7 +348,7 @@ class Client:
             else:
                 payload = dump_call(_constant, (spec,))
             tasks.append(Task(ids[key], payload, group_id, tuple(dependencies)))
-        futures: dict[Hashable, Future] = {}
+        futures: dict[K, Future[Any]] = {}
         for key, task in zip(order, tasks):
             future = self._manager.track(task.task_id, group_id)
             future._graph_keys = names  # type: ignore[attr-defined]
@@ -335,6 +382,43 @@ class Client:
             manager.clear()  # refused gentle cancels are live again: force them
         manager.expire()
 
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """As ``concurrent.futures.Executor.shutdown``: refuse new tasks, and
+        close the client once every unfinished future has ended.
+
+        ``cancel_futures=True`` first asks the scheduler to cancel every
+        future that is not running, gently: a task a worker has started in
+        the meantime is refused and runs on, as the standard library leaves
+        running futures alone. Each of those cancels ends its future within
+        ``cancel_timeout`` (the lifecycle's bound on a cancel's answer).
+
+        With ``wait=True`` this returns once every future has ended (a
+        running task's when it finishes, however long that takes) and the
+        client is closed. With ``wait=False`` it returns at once, and the
+        I/O thread closes the client when the last future ends. From a done
+        callback or the I/O thread it never waits, as if ``wait=False``.
+        Calling it again, or after :meth:`close`, is harmless; :meth:`close`
+        still ends everything at once.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            if self._refusal is None:
+                self._refusal = "cannot schedule new futures after shutdown"
+        manager = self._manager
+        if cancel_futures:
+            for future in manager.live_futures():
+                if not future.running():
+                    future.cancel(timeout=0, force=False)
+        if wait and manager.may_block():
+            # Futures a submit racing this call added are waited for too.
+            while live := manager.live_futures():
+                concurrent.futures.wait(live)
+            self.close()
+        else:
+            self._close_when_idle = True
+            self._wake()
+
     def close(self) -> None:
         """End every unfinished future cancelled, tell the scheduler, stop.
 
@@ -345,6 +429,8 @@ class Client:
             if self._closed:
                 return
             self._closed = True
+            if self._refusal is None:  # after shutdown, submit keeps saying so
+                self._refusal = "the client is closed"
         self._manager.close()
         self._enqueue(ClientDisconnect())
         self._stopping = True
@@ -364,17 +450,16 @@ class Client:
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
 
-    def __enter__(self) -> Client:
-        return self
-
     def __exit__(self, *exc: object) -> None:
+        """Leaving a ``with`` block closes the client: see the class's doc."""
         self.close()
 
     # -- Outgoing --------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("the client is closed")
+        refusal = self._refusal
+        if refusal is not None:
+            raise RuntimeError(refusal)
 
     def _enqueue(self, message: Message) -> None:
         """The manager's ``send``: callable from any thread."""
@@ -470,6 +555,8 @@ class Client:
                 self._malformed.flush()
                 self._refusals.flush()
                 self._manager.expire()
+                if self._close_when_idle and not len(self._manager):
+                    self.close()  # on this thread: the loop's next turn flushes and stops
         except Exception:
             _log.exception("client I/O thread crashed; failing live futures")
             self._manager.connection_lost(ConnectionLost("the client's I/O thread crashed"))
@@ -577,21 +664,21 @@ def _is_task(spec: Any) -> bool:
     return isinstance(spec, tuple) and len(spec) > 0 and callable(spec[0])
 
 
-def _is_key(value: Any, graph: Mapping[Hashable, Any]) -> bool:
+def _is_key(value: Any, graph: Mapping[Any, Any]) -> bool:
     try:
         return value in graph
     except TypeError:  # unhashable arguments are plain values
         return False
 
 
-def _topological_order(graph: Mapping[Hashable, Any]) -> list[Hashable]:
+def _topological_order(graph: Mapping[K, Any]) -> list[K]:
     """Keys with every node after the nodes it depends on; ``ValueError`` on a cycle."""
-    order: list[Hashable] = []
-    state: dict[Hashable, int] = {}  # 1: visiting, 2: done
+    order: list[K] = []
+    state: dict[K, int] = {}  # 1: visiting, 2: done
     for root in graph:
         if state.get(root) == 2:
             continue
-        stack: list[tuple[Hashable, Iterator[Any]]] = [(root, iter(_dependencies(graph, root)))]
+        stack: list[tuple[K, Iterator[K]]] = [(root, iter(_dependencies(graph, root)))]
         state[root] = 1
         while stack:
             key, children = stack[-1]
@@ -610,7 +697,7 @@ def _topological_order(graph: Mapping[Hashable, Any]) -> list[Hashable]:
     return order
 
 
-def _dependencies(graph: Mapping[Hashable, Any], key: Hashable) -> list[Hashable]:
+def _dependencies(graph: Mapping[K, Any], key: K) -> list[K]:
     spec = graph[key]
     if not _is_task(spec):
         return []

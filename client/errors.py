@@ -1,6 +1,30 @@
-"""Errors a taskfate future can hold or raise."""
+"""Errors a taskfate future can hold or raise.
+
+Every exception class a user of ``taskfate.client`` may need to catch is
+importable from it: the ones defined here, and two the lower layers define,
+re-exported here: ``DependencyFailed`` (a graph node whose dependency failed
+or was cancelled; the scheduler raises it, so it lives with the payload
+convention in ``taskfate.protocol.calls``) and ``ProtocolError`` (frames that
+do not decode, raised by ``taskfate.protocol.decode`` to a library that runs
+its own transport). A cancelled future raises the standard library's
+``concurrent.futures.CancelledError``, and a wait that runs out its
+``TimeoutError``, as any ``concurrent.futures.Future`` does.
+"""
 
 from __future__ import annotations
+
+from taskfate.protocol.calls import DependencyFailed
+from taskfate.protocol.errors import ProtocolError
+
+__all__ = [
+    "AuthenticationFailed",
+    "ConnectionLost",
+    "DependencyFailed",
+    "ProtocolError",
+    "ResultDecodeError",
+    "TaskFailed",
+    "WorkerDied",
+]
 
 
 class TaskFailed(Exception):

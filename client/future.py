@@ -47,7 +47,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Generator
 from concurrent.futures._base import CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 
 from taskfate.client.errors import ResultDecodeError, TaskFailed, WorkerDied
 from taskfate.client.runtime import history_of
@@ -61,6 +61,18 @@ _log = logging.getLogger("taskfate.client")
 
 _UNSET: Any = object()
 
+if TYPE_CHECKING:
+    import typing_extensions
+
+    #: The type of the task's value, what ``result()`` returns. Its default
+    #: (PEP 696) makes a bare ``Future`` mean ``Future[Any]``, so a
+    #: lifecycle's own ``class MyFuture(Future)`` stays valid under ``mypy
+    #: --strict``. Only type checkers read the default (typing's own
+    #: ``TypeVar`` takes one from Python 3.13): nothing is installed for it.
+    T = typing_extensions.TypeVar("T", default=Any)
+else:
+    T = TypeVar("T")
+
 #: What the stdlib's ``wait``/``as_completed`` see for each outcome.
 _STDLIB_OUTCOME = {RESULT: FINISHED, EXCEPTION: FINISHED, CANCELLED: CANCELLED_AND_NOTIFIED}
 
@@ -68,7 +80,9 @@ _STDLIB_OUTCOME = {RESULT: FINISHED, EXCEPTION: FINISHED, CANCELLED: CANCELLED_A
 class Step(NamedTuple):
     """One entry of a future's history: ``event`` moved it ``source`` -> ``dest``
     at ``time``, a reading of the manager's clock (``time.monotonic`` by
-    default: seconds since an arbitrary point, for intervals, not dates)."""
+    default: seconds since an arbitrary point, for intervals, not dates).
+    ``FutureManager.wall_time(step.time)`` gives the date, in
+    ``time.time()`` seconds."""
 
     event: str
     source: str
@@ -89,13 +103,16 @@ class _Waiting:
         self.waiters: list[Any] = []
 
 
-class Future(concurrent.futures.Future[Any]):
-    """The client's handle on one submitted task.
+class Future(concurrent.futures.Future[T]):
+    """The client's handle on one submitted task, generic in its value ``T``.
 
     Create futures through :meth:`FutureManager.submit` (or ``track``), never
-    directly: the manager is what routes the scheduler's messages to them. A
-    lifecycle's own callbacks are methods of a subclass, taking the event's
-    one argument, called under the manager's lock.
+    directly: the manager is what routes the scheduler's messages to them.
+    The manager does not know what a task returns, so its futures are
+    ``Future[Any]``; ``Client.submit(fn, ...)`` returns ``Future[R]`` for an
+    ``fn`` returning ``R``. A lifecycle's own callbacks are methods of a
+    subclass, taking the event's one argument, called under the manager's
+    lock.
     """
 
     # Slots for everything the common paths touch: a slot store costs less
@@ -122,7 +139,7 @@ class Future(concurrent.futures.Future[Any]):
         self._resolved: Any = _UNSET
         # None, one callable, or a list once a second callback arrives: most
         # futures have at most one, and a list per future is not free.
-        self._callbacks: Callable[[Future], object] | list[Callable[[Future], object]] | None = None
+        self._callbacks: Callable[[Future[T]], object] | list[Callable[[Future[T]], object]] | None = None
         self._waiting: _Waiting | None = None
 
     # -- What the lifecycle says ---------------------------------------------
@@ -206,7 +223,7 @@ class Future(concurrent.futures.Future[Any]):
         """True once the future is in a final state. Never blocks."""
         return self._outcome is not None
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> T:
         """The task's value; blocks up to ``timeout`` seconds for it.
 
         Raises ``CancelledError`` if cancelled, the task's exception if it
@@ -244,7 +261,7 @@ class Future(concurrent.futures.Future[Any]):
             raise concurrent.futures.CancelledError(self._cancel_reason())
         return self._failure()
 
-    def add_done_callback(self, fn: Callable[[Future], object]) -> None:
+    def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
         """Call ``fn(future)`` once the future is final, exactly once.
 
         If it already is, ``fn`` runs now, in this thread. Otherwise it runs in
@@ -276,7 +293,7 @@ class Future(concurrent.futures.Future[Any]):
     def set_exception(self, exception: BaseException | None) -> None:
         raise RuntimeError("a taskfate future is driven by its lifecycle; failures come from the scheduler")
 
-    def __await__(self) -> Generator[Any, None, Any]:
+    def __await__(self) -> Generator[Any, None, T]:
         return asyncio.wrap_future(self).__await__()
 
     def __repr__(self) -> str:
@@ -284,21 +301,39 @@ class Future(concurrent.futures.Future[Any]):
 
     # What concurrent.futures.wait / as_completed / the stdlib's internals
     # reach for, derived from the lifecycle's tags. Built on first use only.
+    # The stdlib declares them as attributes; the setters, which refuse, say
+    # so to type checkers (as_completed takes any object that has them).
 
     @property
-    def _state(self) -> str:  # type: ignore[override]
+    def _state(self) -> str:
         outcome = self._outcome
         if outcome is not None:
             return _STDLIB_OUTCOME[outcome]
         return RUNNING if self._fsm in self._manager.lifecycle.running else PENDING
 
-    @property
-    def _condition(self) -> threading.Condition:  # type: ignore[override]
-        return (self._waiting or self._start_waiting()).condition
+    @_state.setter
+    def _state(self, value: str) -> None:
+        self._refuse_stdlib_field("_state")
 
     @property
-    def _waiters(self) -> list[Any]:  # type: ignore[override]
+    def _condition(self) -> threading.Condition:
+        return (self._waiting or self._start_waiting()).condition
+
+    @_condition.setter
+    def _condition(self, value: threading.Condition) -> None:
+        self._refuse_stdlib_field("_condition")
+
+    @property
+    def _waiters(self) -> list[Any]:
         return (self._waiting or self._start_waiting()).waiters
+
+    @_waiters.setter
+    def _waiters(self, value: list[Any]) -> None:
+        self._refuse_stdlib_field("_waiters")
+
+    @staticmethod
+    def _refuse_stdlib_field(name: str) -> NoReturn:
+        raise AttributeError(f"{name} of a taskfate future is derived from its lifecycle; it cannot be set")
 
     def _start_waiting(self) -> _Waiting:
         lock = self._manager.lock
@@ -378,8 +413,8 @@ class Future(concurrent.futures.Future[Any]):
             return TaskFailed(f"task {self.task_id.hex()} failed; its error could not be decoded: {exc!r}")
         return decoded if isinstance(decoded, BaseException) else TaskFailed(repr(decoded))
 
-    def _decoded_value(self) -> Any:
-        value = self._resolved
+    def _decoded_value(self) -> T:
+        value: T = self._resolved
         if value is _UNSET:
             try:
                 value = self.value_of(self._message)

@@ -49,7 +49,7 @@ from taskfate.client.future import Future
 from taskfate.client.runtime import DEFAULT_HISTORY_LIMIT, Due, Rules, compile_steps
 from taskfate.client.serializer import PickleSerializer, Serializer
 from taskfate.fsm.declare import CLEAR, CLOSE, CONFIRM_TIMEOUT, CONNECTION_LOST, GROUP_CANCEL, Lifecycle
-from taskfate.fsm.lifecycle import DEFAULT_POLICY
+from taskfate.fsm.lifecycle import DEFAULT_POLICY, Policy
 from taskfate.fsm.table import get_lifecycle
 from taskfate.protocol import Message, Task, TaskID
 from taskfate.protocol.codec import _new_cancel
@@ -73,7 +73,8 @@ class FutureManager:
     ``lifecycle`` is the :class:`~taskfate.fsm.Lifecycle` the futures run
     (made by :func:`taskfate.fsm.declare`); without it, ``late_result`` picks
     a stock one (``"cancel"``: a result racing a cancel is recorded as
-    discarded and the future ends cancelled; ``"deliver"``: the result wins).
+    discarded and the future ends cancelled; ``"deliver"``: the result wins;
+    the two names are :data:`taskfate.fsm.Policy`).
     ``future_class`` is the class of its futures; a lifecycle's own callbacks
     are its methods, and one it lacks is refused here (``TypeError``).
     ``cancel_timeout`` bounds how long a cancel waits for the scheduler
@@ -89,7 +90,7 @@ class FutureManager:
         send: Callable[[Message], object],
         *,
         lifecycle: Lifecycle | None = None,
-        late_result: str | Lifecycle = DEFAULT_POLICY,
+        late_result: Policy | Lifecycle = DEFAULT_POLICY,
         serializer: Serializer | None = None,
         cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
@@ -111,6 +112,8 @@ class FutureManager:
         self.serializer: Serializer = serializer if serializer is not None else PickleSerializer()
         self.cancel_timeout = float(cancel_timeout)
         self.clock = clock
+        # time.time() minus the clock, measured once, by the first wall_time().
+        self._wall_offset: float | None = None
         self.stats: collections.Counter[str] = collections.Counter()
         self.late_results: collections.deque[Any] = collections.deque(maxlen=late_results_limit)
         #: The one lock over every future of this manager (see future.py).
@@ -163,6 +166,26 @@ class FutureManager:
     def history_limit(self) -> int:
         """How many transitions each future remembers (fixed at construction)."""
         return self._history_limit
+
+    def wall_time(self, reading: float) -> float:
+        """``reading``, a time on this manager's clock (a ``Step.time`` of
+        one of its futures' histories), as wall-clock seconds since the
+        epoch, the scale of ``time.time()``.
+
+        The two clocks are paired once, by the first call, so every step
+        converts with the same offset and intervals are kept exactly; a
+        later adjustment of the system clock (an NTP step, say), or time the
+        machine spends suspended, is not followed. With a clock of one's own
+        (a test's fake clock), the answer is only as meaningful as that
+        clock.
+        """
+        offset = self._wall_offset
+        if offset is None:
+            with self.lock:
+                if self._wall_offset is None:
+                    self._wall_offset = time.time() - self.clock()
+                offset = self._wall_offset
+        return reading + offset
 
     @property
     def closed(self) -> bool:

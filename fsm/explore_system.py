@@ -65,7 +65,7 @@ from taskfate.fsm.explore import (
     _Step,
     load_table,
 )
-from taskfate.fsm.lifecycle import DEFAULT_POLICY
+from taskfate.fsm.lifecycle import DEFAULT_POLICY, Policy
 from taskfate.protocol import CancelConfirmType, TaskCancelConfirm, TaskID, TaskResult, TaskResultType, TaskStarted
 
 __all__ = ["SYSTEM_INVARIANTS", "SystemExplorer"]
@@ -153,7 +153,7 @@ class SystemExplorer(Explorer):
 
     def __init__(
         self,
-        client: str | Lifecycle | Mapping[str, Any] = DEFAULT_POLICY,
+        client: Policy | Lifecycle | Mapping[str, Any] = DEFAULT_POLICY,
         scheduler_lifecycle: Table | Mapping[str, Any] | None = None,
         *,
         futures: int = 1,

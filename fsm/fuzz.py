@@ -204,7 +204,7 @@ class ReferenceClient:
     routing and nothing else: the yardstick :class:`ClientMachine` holds a
     client up to. Pure: time is whatever ``now`` is set to."""
 
-    def __init__(self, lifecycle: str | Lifecycle = lc.DEFAULT_POLICY, cancel_timeout: float = 30.0) -> None:
+    def __init__(self, lifecycle: lc.Policy | Lifecycle = lc.DEFAULT_POLICY, cancel_timeout: float = 30.0) -> None:
         self.lifecycle = lifecycle if isinstance(lifecycle, Lifecycle) else get_lifecycle(lifecycle)
         self.cancel_timeout = cancel_timeout
         self.now = 0.0
@@ -321,7 +321,7 @@ class ClientMachine(RuleBasedStateMachine):
     ``encode(value)`` (pickle unless you override :meth:`encode`).
     """
 
-    lifecycle: str | Lifecycle = lc.DEFAULT_POLICY
+    lifecycle: lc.Policy | Lifecycle = lc.DEFAULT_POLICY
     cancel_timeout: float = 5.0
     max_tasks: int = 6
 

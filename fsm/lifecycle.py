@@ -57,7 +57,7 @@ or the timeout) ends every member.
 from __future__ import annotations
 
 import copy
-from typing import Any, Final
+from typing import Any, Final, Literal, TypeAlias, get_args
 
 from taskfate.fsm.declare import (
     ARM_CONFIRM_TIMEOUT,
@@ -100,6 +100,7 @@ __all__ = [
     "POLICIES",
     "STARTED_LIFECYCLES",
     "STOCK_LIFECYCLES",
+    "Policy",
     "declaration",
     "started_messages",
     "stock_messages",
@@ -232,8 +233,14 @@ LATE_RESULT_TRANSITIONS: Final[dict[str, list[dict[str, Any]]]] = {
     ],
 }
 
-POLICIES: Final = tuple(LATE_RESULT_TRANSITIONS)
-DEFAULT_POLICY: Final = "cancel"
+#: A late-result policy's name: what ``late_result=`` takes besides a
+#: Lifecycle (``FutureManager``, ``Client``, the fuzz kit, the explorer).
+#: The names are fixed, so a type checker catches a misspelt one; a
+#: lifecycle of one's own is passed as the Lifecycle itself. One name per key
+#: of ``LATE_RESULT_TRANSITIONS`` (tests/test_typing.py checks they agree).
+Policy: TypeAlias = Literal["cancel", "deliver"]
+POLICIES: Final[tuple[Policy, ...]] = get_args(Policy)
+DEFAULT_POLICY: Final[Policy] = "cancel"
 
 # Kept for readers of the plain lists (tests, the docs' tables).
 COMMON_TRANSITIONS: Final = _common([PENDING])

@@ -267,3 +267,44 @@ def test_cancels_answered_one_by_one_keep_one_timer_thread(monkeypatch):
             time.sleep(0.001)  # until it sleeps again, or has left
     assert future.cancelled() and len(started) == 1 and manager.deadlines._thread is not None
     manager.close()
+
+
+# -- What a history's times are ----------------------------------------------------
+
+
+def test_history_times_are_the_managers_monotonic_clock_and_convert_to_wall_time():
+    manager = FutureManager(lambda m: None, timer=False)
+    future = manager.track(TaskID.new())
+    before_wall, before = time.time(), time.monotonic()
+    manager.on_message(success(future))
+    after_wall, after = time.time(), time.monotonic()
+    (step,) = future.history
+    assert before <= step.time <= after  # time.monotonic, the default clock
+    # Paired once: the offset between the clocks drifts by at most the
+    # time the two readings took (well under a millisecond).
+    assert before_wall - 1e-3 <= manager.wall_time(step.time) <= after_wall + 1e-3
+    manager.close()
+
+
+def test_wall_time_pairs_the_clocks_once_and_keeps_intervals():
+    h = Harness()  # a fake clock, at 1000.0
+    first = h.submit()
+    h.clock.now += 2.5
+    h.manager.on_message(success(first))
+    (step,) = first.history
+    assert step.time == 1002.5
+    asked = time.time()
+    assert abs(h.manager.wall_time(step.time) - asked) < 0.5  # paired now, at 1002.5
+    # Paired once: later readings of the clock do not move the offset.
+    h.clock.now += 100.0
+    assert abs(h.manager.wall_time(step.time) - asked) < 0.5
+    assert h.manager.wall_time(step.time) - h.manager.wall_time(1000.0) == pytest.approx(2.5, abs=1e-6)
+
+
+def test_a_managers_clock_is_not_read_until_a_step_or_wall_time_needs_it():
+    readings = []
+    manager = FutureManager(lambda m: None, timer=False, clock=lambda: readings.append(1) or 5.0)
+    assert readings == []
+    manager.wall_time(5.0)
+    manager.wall_time(6.0)
+    assert readings == [1]

@@ -7,6 +7,7 @@ pytest-timeout so a hang fails instead of freezing CI.
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import logging
 import operator
 import os
@@ -22,9 +23,8 @@ import cloudpickle
 import pytest
 import zmq
 
-from taskfate.client import Client, ConnectionLost, WorkerDied
+from taskfate.client import Client, ConnectionLost, DependencyFailed, WorkerDied
 from taskfate.protocol import Heartbeat, Task, TaskCancel, TaskID, TaskResult, TaskResultType, encode
-from taskfate.protocol.calls import DependencyFailed
 from taskfate.scheduler import FaultPlan, Scheduler
 
 pytestmark = pytest.mark.timeout(60)
@@ -560,3 +560,107 @@ def test_a_client_takes_task_started_in_its_stride(caplog):
     finally:
         fake.close()
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+# -- The Executor surface ------------------------------------------------------
+
+
+def test_a_client_is_an_executor(client):
+    assert isinstance(client, concurrent.futures.Executor)
+    with concurrent.futures.ThreadPoolExecutor(1) as local:
+        # Code written for an executor runs on either.
+        for executor in (local, client):
+            assert list(executor.map(pow, [2, 3], [5, 2], timeout=WAIT, chunksize=4)) == [32, 9]
+            assert executor.submit(operator.mul, 6, 7).result(timeout=WAIT) == 42
+
+
+def test_map_with_buffersize_submits_only_so_far_ahead(client):
+    seen = []
+    results = client.map(operator.neg, itertools.count(), timeout=WAIT, buffersize=2)
+    for value in itertools.islice(results, 5):
+        seen.append(value)
+        assert len(client.manager) <= 2  # the endless iterable is read as results are
+    assert seen == [0, -1, -2, -3, -4]
+    results.close()  # leaving early cancels what was submitted ahead
+    deadline = time.monotonic() + WAIT
+    while len(client.manager) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(client.manager) == 0
+    with pytest.raises(ValueError, match="buffersize"):
+        client.map(operator.neg, [1], buffersize=0)
+    with pytest.raises(TypeError, match="buffersize"):
+        client.map(operator.neg, [1], buffersize=1.5)
+
+
+def test_shutdown_waits_for_every_future_then_refuses_new_ones(scheduler):
+    client = Client(scheduler.address, cancel_timeout=5)
+    futures = [client.submit(_sleep_then, i, 0.3) for i in range(3)]
+    client.shutdown()
+    assert [f.state for f in futures] == ["done"] * 3
+    assert [f.result(timeout=0) for f in futures] == [0, 1, 2]
+    assert not client._thread.is_alive()  # closed: the I/O thread is gone
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        client.submit(operator.add, 1, 1)
+    client.shutdown()  # again, and close after it: both harmless
+    client.close()
+
+
+def test_shutdown_cancel_futures_cancels_the_queued_and_lets_the_running_finish(scheduler):
+    client = Client(scheduler.address, cancel_timeout=5)
+    warm = [client.submit(operator.add, i, 1) for i in range(4)]
+    concurrent.futures.wait(warm, timeout=WAIT)
+    running = [client.submit(_sleep_then, i, 1.5) for i in range(2)]
+    _wait_running(scheduler, running)
+    queued = [client.submit(_sleep_then, "never", 30) for _ in range(3)]
+    deadline = time.monotonic() + WAIT
+    while not all(f.running() for f in running) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the client hears TaskStarted shortly after the scheduler sends it
+    started = time.monotonic()
+    client.shutdown(cancel_futures=True)
+    assert time.monotonic() - started < WAIT
+    assert [f.state for f in queued] == ["cancelled"] * 3
+    assert [f.result(timeout=0) for f in running] == [0, 1]
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        client.submit(operator.add, 1, 1)
+
+
+def test_shutdown_without_waiting_closes_the_client_when_the_last_future_ends(scheduler):
+    client = Client(scheduler.address, cancel_timeout=5)
+    future = client.submit(_sleep_then, "late", 2)
+    client.shutdown(wait=False)
+    assert not future.done()  # returned at once: the task runs on
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        client.submit(operator.add, 1, 1)
+    assert future.result(timeout=WAIT) == "late"
+    client._thread.join(WAIT)
+    assert not client._thread.is_alive()
+
+
+def test_shutdown_with_nothing_live_and_without_waiting_still_closes(scheduler):
+    client = Client(scheduler.address, cancel_timeout=5)
+    assert client.submit(operator.add, 1, 1).result(timeout=WAIT) == 2
+    client.shutdown(wait=False)
+    client._thread.join(WAIT)
+    assert not client._thread.is_alive()
+
+
+def test_shutdown_from_a_done_callback_does_not_wait(scheduler):
+    client = Client(scheduler.address, cancel_timeout=5)
+    first = client.submit(operator.add, 1, 1)
+    second = client.submit(_sleep_then, "second", 0.5)
+    returned = threading.Event()
+    first.add_done_callback(lambda f: (client.shutdown(), returned.set()))
+    assert returned.wait(WAIT)
+    assert second.result(timeout=WAIT) == "second"  # not cancelled: shutdown lets it finish
+    client._thread.join(WAIT)
+    assert not client._thread.is_alive()
+
+
+def test_leaving_a_with_block_still_closes_the_client(scheduler):
+    with Client(scheduler.address, cancel_timeout=5) as client:
+        pending = client.submit(time.sleep, 30)
+        started = time.monotonic()
+    assert time.monotonic() - started < 5
+    assert pending.state == "cancelled"
+    with pytest.raises(RuntimeError, match="closed"):
+        client.submit(operator.add, 1, 1)
