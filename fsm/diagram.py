@@ -10,9 +10,10 @@ Rules of this module
   drawn everywhere the next time the docs are refreshed, and a doc that was
   not refreshed fails the test suite. The protocol message behind an event
   is what the lifecycle's own classifier makes of the protocol's messages.
-* Pure text in, text out: no files, no subprocesses. Writing the docs,
-  reading a saved history and rendering svg/png belong to the command line
-  (``taskfate diagram``), which is the only caller that does I/O.
+* Pure text in, text out: no files, no subprocesses. Reading a saved
+  history and rendering svg/png belong to the command line (``taskfate
+  diagram``); writing the docs belongs to the maintainer's script
+  ``maintainer/refresh_docs.py``.
 
 What comes from ``transitions`` and what is added
 -------------------------------------------------
@@ -673,7 +674,9 @@ def side_by_side_markdown(lifecycles: Sequence[Source]) -> str:
 
 # -- Generated sections of the docs -----------------------------------------------------
 
-REFRESH_COMMAND: Final = "taskfate diagram --update-docs"
+#: What the docs' markers name as the way to refresh them: the maintainer's
+#: script of a taskfate checkout, run from its root.
+REFRESH_COMMAND: Final = "python maintainer/refresh_docs.py"
 
 #: Which generated sections each document (relative to the repository root) holds.
 DOCUMENTS: Final[dict[str, tuple[str, ...]]] = {
@@ -683,7 +686,9 @@ DOCUMENTS: Final[dict[str, tuple[str, ...]]] = {
 
 _BEGIN: Final = "<!-- BEGIN GENERATED {name}: made from the declarations by `{command}`; do not edit by hand -->"
 _END: Final = "<!-- END GENERATED {name} -->"
-_MARKER: Final = re.compile(r"^<!-- (BEGIN|END) GENERATED ([\w-]+)[: ]")
+#: A marker line, whatever it says after the section's name (older markers
+#: named another command; a refresh rewrites them).
+_MARKER: Final = re.compile(r"^\s*<!--\s*(BEGIN|END) GENERATED ([\w-]+)(?=[\s:]|-->)")
 
 
 class DocsError(ValueError):

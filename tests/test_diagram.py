@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+import refresh_docs
 from explored_lifecycles import PROGRESS, RUNNING
 from helpers import Harness
 from taskfate.client import cli
@@ -243,7 +244,7 @@ def test_declarations_side_by_side_compare_states_and_rules():
 
 def test_lifecycle_page_draws_taskfates_own_declarations_beside_the_example_librarys():
     page = (ROOT / "docs/lifecycle.md").read_text(encoding="utf-8")
-    drawn = command.side_by_side(ROOT)
+    drawn = refresh_docs.side_by_side(ROOT)
     assert [life.name for life in drawn] == ["cancel", "cancel+running", "scaler-cancel", "pulse"]
     for life in drawn[1:]:
         assert diagram.mermaid(life) in page
@@ -397,11 +398,11 @@ def test_a_saved_history_that_cannot_be_read_says_why(text, message):
 # -- The docs ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("relative", list(command.documents()))
+@pytest.mark.parametrize("relative", list(refresh_docs.documents()))
 def test_committed_docs_match_the_declaration(relative):
     committed = (ROOT / relative).read_text(encoding="utf-8")
     try:
-        fresh = diagram.refresh_document(committed, command.documents()[relative], command.all_sections(ROOT))
+        fresh = diagram.refresh_document(committed, refresh_docs.documents()[relative], refresh_docs.all_sections(ROOT))
     except diagram.DocsError as exc:
         pytest.fail(f"{relative}: {exc}")
     assert fresh == committed, (
@@ -427,6 +428,19 @@ def test_refresh_keeps_everything_outside_the_markers():
     assert diagram.refresh_document(out, ["a", "b"], sections) == out
 
 
+def test_refresh_rewrites_markers_that_name_an_older_command():
+    text = (
+        "<!-- BEGIN GENERATED a: made from the declarations by `taskfate diagram --update-docs`; do not edit by hand -->\n"
+        "old\n  <!--END GENERATED a-->\n"
+    )
+    out = diagram.refresh_document(text, ["a"], {"a": "A\n"})
+    assert out == f"<!-- BEGIN GENERATED a: made from the declarations by `{diagram.REFRESH_COMMAND}`; do not edit by hand -->\nA\n<!-- END GENERATED a -->\n"
+    assert diagram.REFRESH_COMMAND == "python maintainer/refresh_docs.py"
+    # A longer name is another section, not this one.
+    with pytest.raises(diagram.DocsError, match="unknown generated section 'a-b'"):
+        diagram.refresh_document(out + "<!-- BEGIN GENERATED a-b -->\n", ["a"], {"a": "A\n"})
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -439,6 +453,41 @@ def test_refresh_keeps_everything_outside_the_markers():
 def test_refresh_refuses_broken_markers(text, message):
     with pytest.raises(diagram.DocsError, match=message):
         diagram.refresh_document(text, ["a"], {"a": "A\n"})
+
+
+def _checkout_copy(tmp_path):
+    for relative in [*refresh_docs.documents(), refresh_docs.EXAMPLE]:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / relative, tmp_path / relative)
+
+
+def test_the_maintainers_refresh_regenerates_only_the_marked_sections(capsys, tmp_path):
+    _checkout_copy(tmp_path)
+    page = tmp_path / "docs/lifecycle.md"
+    committed = page.read_text()
+    stale = committed.replace(diagram.table_markdown("deliver"), "| stale |\n")
+    assert stale != committed
+    page.write_text(stale)
+    assert refresh_docs.main(["--root", str(tmp_path), "--check"]) == 1
+    assert page.read_text() == stale and f"{page}: stale" in capsys.readouterr().out
+    assert refresh_docs.main(["--root", str(tmp_path)]) == 0
+    assert page.read_text() == committed
+    assert (tmp_path / "README.md").read_text() == (ROOT / "README.md").read_text()
+    out = capsys.readouterr().out
+    assert f"{page}: updated" in out and "README.md: up to date" in out
+    assert refresh_docs.main(["--root", str(tmp_path), "--check"]) == 0
+
+
+def test_the_maintainers_refresh_with_a_missing_marker_changes_no_file(capsys, tmp_path):
+    _checkout_copy(tmp_path)
+    readme, page = tmp_path / "README.md", tmp_path / "docs/lifecycle.md"
+    readme.write_text(readme.read_text().replace("(TaskResult SUCCESS)", "(stale)"))
+    page.write_text(page.read_text().replace("<!-- END GENERATED lifecycle-deliver -->", ""))
+    before = readme.read_text(), page.read_text()
+    assert refresh_docs.main(["--root", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "lifecycle-deliver" in err and "Traceback" not in err and err.count("\n") >= 1
+    assert (readme.read_text(), page.read_text()) == before
 
 
 # -- The command line ------------------------------------------------------------------------
@@ -577,37 +626,8 @@ def test_the_system_dot_program_renders_svg(capsysbinary, monkeypatch):
     assert "<svg" in out.decode() and ">cancel_requested<" in out.decode()
 
 
-def _checkout_copy(tmp_path):
-    for relative in [*command.documents(), command.EXAMPLE]:
-        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / relative, tmp_path / relative)
-
-
-def test_cli_update_docs_regenerates_only_the_marked_sections(capsysbinary, tmp_path):
-    _checkout_copy(tmp_path)
-    page = tmp_path / "docs/lifecycle.md"
-    committed = page.read_text()
-    stale = committed.replace(diagram.table_markdown("deliver"), "| stale |\n")
-    assert stale != committed
-    page.write_text(stale)
-    status, out, err = run_cli(capsysbinary, "--update-docs", "--docs-root", str(tmp_path))
-    assert status == 0, err
-    assert page.read_text() == committed
-    assert (tmp_path / "README.md").read_text() == (ROOT / "README.md").read_text()
-    assert f"{page}: updated" in out.decode() and "README.md: up to date" in out.decode()
-
-
-def test_cli_update_docs_with_a_missing_marker_changes_no_file(capsysbinary, tmp_path):
-    _checkout_copy(tmp_path)
-    readme, page = tmp_path / "README.md", tmp_path / "docs/lifecycle.md"
-    readme.write_text(readme.read_text().replace("(TaskResult SUCCESS)", "(stale)"))
-    page.write_text(page.read_text().replace("<!-- END GENERATED lifecycle-deliver -->", ""))
-    before = readme.read_text(), page.read_text()
-    status, out, err = run_cli(capsysbinary, "--update-docs", "--docs-root", str(tmp_path))
-    assert status == 1 and "lifecycle-deliver" in err and "Traceback" not in err
-    assert (readme.read_text(), page.read_text()) == before
-
-
-def test_cli_update_docs_refuses_drawing_options(capsysbinary):
-    status, _, err = run_cli(capsysbinary, "--update-docs", "--format", "dot")
-    assert status == 1 and "--update-docs takes no" in err
+def test_the_command_line_does_not_refresh_docs(capsysbinary):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["diagram", "--update-docs"])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --update-docs" in capsysbinary.readouterr().err.decode()

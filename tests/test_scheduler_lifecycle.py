@@ -83,7 +83,7 @@ def test_the_drawn_scheduler_machine_shows_every_declared_rule_once():
 def test_the_transport_docs_show_the_current_scheduler_machine():
     from pathlib import Path
 
-    from taskfate.client.commands.diagram import SCHEDULER_DOCUMENTS, scheduler_sections
+    from refresh_docs import SCHEDULER_DOCUMENTS, scheduler_sections
     from taskfate.fsm.diagram import REFRESH_COMMAND, refresh_document
 
     root = Path(__file__).resolve().parents[1]
