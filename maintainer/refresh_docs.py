@@ -64,7 +64,8 @@ def scheduler_sections() -> dict[str, str]:
     """The generated sections drawn from the scheduler's declaration, by name."""
     from taskfate.scheduler import lifecycle as scheduler_lifecycle
 
-    return {"scheduler-diagram": diagram.fenced(scheduler_lifecycle.mermaid())}
+    picture = diagram.fenced(scheduler_lifecycle.mermaid()) + "\n" + scheduler_lifecycle.legend()
+    return {"scheduler-diagram": picture + "\n" + scheduler_lifecycle.table()}
 
 
 def load_example(root: Path) -> Any:
@@ -104,11 +105,17 @@ def library_sections(root: Path) -> dict[str, str]:
     drawn = side_by_side(root)
     example = drawn[-1]
     source = (root / EXAMPLE).read_text(encoding="utf-8")
+    pictures = "".join(
+        diagram.fenced(diagram.mermaid(lifecycle)) + "\n" + diagram.legend_markdown(lifecycle) + "\n" for lifecycle in drawn[1:]
+    )
     return {
-        "declarations": "".join(diagram.fenced(diagram.mermaid(lifecycle)) + "\n" for lifecycle in drawn[1:])
-        + diagram.side_by_side_markdown(drawn),
+        "declarations": pictures + diagram.side_by_side_markdown(drawn),
         "example-pulse": f"```python\n# {EXAMPLE.as_posix()}\n{source}```\n",
-        "example-pulse-diagram": diagram.fenced(diagram.mermaid(example)) + "\n" + diagram.table_markdown(example),
+        "example-pulse-diagram": diagram.fenced(diagram.mermaid(example))
+        + "\n"
+        + diagram.legend_markdown(example, messages=False)
+        + "\n"
+        + diagram.table_markdown(example),
     }
 
 
