@@ -18,10 +18,11 @@ Rules of this module
 Read at a glance
 ----------------
 
-A picture is meant to be read at the width of a docs page, about 880 px,
-where GitHub renders Mermaid: no label over another label, a state or the
-end marker, and no text smaller than 12 px there. What keeps the pictures
-so:
+A picture is meant to be read at the width of a docs page: about 880 px,
+where GitHub renders Mermaid. ``maintainer/render_diagrams.py`` renders
+every diagram of the docs with the real Mermaid and Graphviz and checks that
+no label overlaps another label, a state or the end marker, and that no text
+is smaller than 12 px there. What keeps the pictures so:
 
 * one short line per rule: the event, and an effect only where a reader
   must see one, in two words (``cancel / sends TaskCancel``, ``discarded``).
@@ -500,7 +501,8 @@ def _picture(
     # Edges are listed from the last declared source state to the first: the
     # order of the text steers how Mermaid's layout (dagre) orders states and
     # labels within a column, and this one is what lays every lifecycle the
-    # docs draw out with no two labels touching, rendered by Mermaid 11.
+    # docs draw out with no two labels touching (maintainer/render_diagrams.py
+    # checks it).
     for rule in sorted(split_rules(declared), key=lambda rule: -order[rule.source]):
         if rule.dest is None:
             keeping.setdefault(rule.source, []).append(rule)

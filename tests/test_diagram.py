@@ -7,6 +7,8 @@ that is a YAML mapping; notes between ``note ... of`` and ``end note``), and
 every picture is compared with the compiled table the futures execute, not
 with a snapshot. A line of a picture stands for one rule (``any result`` for
 one rule per result event); a note for one rule per state it names and line.
+How the pictures look once rendered is checked by
+``tests/test_render_diagrams.py``.
 """
 
 from __future__ import annotations
