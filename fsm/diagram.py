@@ -10,39 +10,52 @@ Rules of this module
   drawn everywhere the next time the docs are refreshed, and a doc that was
   not refreshed fails the test suite. The protocol message behind an event
   is what the lifecycle's own classifier makes of the protocol's messages.
-* Pure text in, text out: no files, no subprocesses. Writing the docs,
-  reading a saved history and rendering svg/png belong to the command line
-  (``taskfate diagram``), which is the only caller that does I/O.
+* Pure text in, text out: no files, no subprocesses. Reading a saved
+  history and rendering svg/png belong to the command line (``taskfate
+  diagram``); writing the docs belongs to the maintainer's script
+  ``maintainer/refresh_docs.py``.
 
-What comes from ``transitions`` and what is added
--------------------------------------------------
+Read at a glance
+----------------
 
-The Mermaid text is ``transitions``' own: a ``GraphMachine`` with the
-``mermaid`` engine, built from the declaration, lays out states, groups the
-rules between the same two states onto one edge and marks internal rules.
-Three things it emits do not render as written, and are repaired here:
+A picture is meant to be read at the width of a docs page: about 880 px,
+where GitHub renders Mermaid. ``maintainer/render_diagrams.py`` renders
+every diagram of the docs with the real Mermaid and Graphviz and checks that
+no label overlaps another label, a state or the end marker, and that no text
+is smaller than 12 px there. What keeps the pictures so:
 
-* its front matter holds a bare title line, which Mermaid parses as YAML,
-  finds not to be a mapping, and drops (the diagram loses its title);
-  we write ``title: ...``;
-* it applies styles with ``Class``; Mermaid's documented keyword is
-  ``class`` (its lexer happens to be case-insensitive today, which is
-  nothing to rely on);
-* it joins the events of one edge with ``|`` on one line; we break them
-  with ``<br>`` so an edge carrying seven events stays readable.
+* one short line per rule: the event, and an effect only where a reader
+  must see one, in two words (``cancel / sends TaskCancel``, ``discarded``).
+  The protocol message behind each event, and what an effect or a group of
+  events stands for, are in the legend beside the picture
+  (:func:`legend_markdown`) and in the table (:func:`table_markdown`);
+* the events that carry a task's result, where one edge or note takes all
+  of them alike, are one line: ``any result``;
+* a rule that keeps the state is not a self-loop (Mermaid and Graphviz pile
+  self-loop labels onto their neighbours): the states that keep their state
+  on the same events share one note listing those events, so the late
+  results of the final states are written once, beside the last of them;
+* final states have a heavy border and an edge to the end marker; running
+  states (tagged ``running``) are green and states that await the peer's
+  answer are dashed amber; the legend says so in one line;
+* layout hints, each checked by rendering: Mermaid draws left to right,
+  with less room between columns than its default (so a six-state lifecycle
+  keeps its text at 12 px or more) and the edges listed in the order that
+  keeps labels apart; dot draws top to bottom, each label a node on its
+  edge's way (so no label sits between two edges, or on another), the final
+  states in one row above the end marker.
 
-What ``transitions`` cannot know is added from the declaration: each edge
-names the protocol message behind its event (``TaskResult SUCCESS``) and the
-effects a reader must see (a ``TaskCancel`` leaving, the group's pending
-siblings following with ``group_cancel``, a result discarded), terminal
-states get their own style and an edge to Mermaid's end marker, and a
-future's history is overlaid as numbered steps. Mermaid cannot style single
-edges, so a history is shown there by numbering the edges taken and styling
-the states visited; the dot form also colours the edges.
+The text is written here, for Mermaid and for dot alike, rather than taken
+from ``transitions``' ``GraphMachine``, whose Mermaid draws every internal
+rule as a self-loop and leaves no say in the order of its text, and whose
+Graphviz engines need Graphviz just to produce text. What is drawn is still
+what ``transitions`` reads: the rules come from the declaration, and a
+``transitions`` machine built from that same declaration is compiled and
+compared with the table the futures execute before anything is drawn.
 
-The dot text is written here, from the same labelled rules, because
-``transitions``' Graphviz engines need Graphviz (or the ``graphviz``
-package) just to produce text, and dot text must work with the base install.
+Mermaid cannot style single edges, so a history is shown there by numbering
+the edges taken (``[1,3] cancel``) and styling the states visited; the dot
+form also colours the edges.
 """
 
 from __future__ import annotations
@@ -55,11 +68,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
-from transitions.extensions.diagrams import GraphMachine
-from transitions.extensions.states import Tags, add_state_features
-
 from taskfate.fsm import lifecycle as lc
-from taskfate.fsm.declare import CANCEL_GROUP, DISCARD_RESULT, GROUP_CANCEL, SEND_CANCEL
+from taskfate.fsm.declare import CANCEL_GROUP, DISCARD_RESULT, GROUP_CANCEL, SEND_CANCEL, TaggedMachine
 from taskfate.fsm.table import DeclarationError, Lifecycle, compile_machine, get_lifecycle
 from taskfate.protocol import CancelConfirmType, TaskCancelConfirm, TaskID, TaskResult, TaskResultType, TaskStarted
 
@@ -69,6 +79,7 @@ _log = logging.getLogger("taskfate.fsm.diagram")
 Source = str | Lifecycle
 
 __all__ = [
+    "ANY_RESULT",
     "DeclaredRule",
     "DocsError",
     "HistoryError",
@@ -77,14 +88,18 @@ __all__ = [
     "DOCUMENTS",
     "REFRESH_COMMAND",
     "check_history",
+    "declaration_legend_markdown",
+    "declaration_mermaid",
+    "declaration_table_markdown",
     "declared_rules",
     "docs_sections",
-    "side_by_side_markdown",
     "dot",
     "history_from_json",
     "history_to_json",
+    "legend_markdown",
     "mermaid",
     "refresh_document",
+    "side_by_side_markdown",
     "table_markdown",
 ]
 
@@ -92,19 +107,33 @@ __all__ = [
 #: writer maps them to Graphviz attributes, so both pictures agree.
 _STYLES: Final[dict[str, dict[str, str]]] = {
     "default": {"fill": "#ffffff", "stroke": "#444444"},
+    "running": {"fill": "#dcfce7", "stroke": "#15803d", "stroke-width": "2px"},
+    "awaiting": {"fill": "#fff4d6", "stroke": "#b45309", "stroke-width": "2px", "stroke-dasharray": "5 3"},
+    "running_awaiting": {"fill": "#dcfce7", "stroke": "#b45309", "stroke-width": "2px", "stroke-dasharray": "5 3"},
     "terminal": {"fill": "#e8e8e8", "stroke": "#222222", "stroke-width": "3px"},
     "visited": {"fill": "#dbeafe", "stroke": "#1d4ed8", "stroke-width": "2px"},
     "current": {"fill": "#fde68a", "stroke": "#b45309", "stroke-width": "3px"},
     "unvisited": {"fill": "#ffffff", "stroke": "#bbbbbb", "color": "#888888"},
 }
 
-#: What a callback does that a reader of the picture needs to see. Callbacks
-#: not listed (keeping a result, logging, timers) are bookkeeping and would
-#: only lengthen the labels; ``docs/lifecycle.md`` describes them.
+#: The look of a note, in the dot form (Mermaid draws its own), and of the
+#: box behind an edge's label (Mermaid's grey).
+_NOTE_STYLE: Final = {"fill": "#fff5ad", "stroke": "#aaaa33"}
+_LABEL_FILL: Final = "#ededed"
+
+#: What a callback does that a reader of the picture needs to see, in two
+#: words. Callbacks not listed (keeping a result, logging, timers) are
+#: bookkeeping and would only lengthen the labels; ``docs/lifecycle.md``
+#: describes them.
 _EFFECTS: Final[dict[str, str]] = {
     SEND_CANCEL: "sends TaskCancel",
-    CANCEL_GROUP: f"pending siblings take {GROUP_CANCEL}",
-    DISCARD_RESULT: "result discarded",
+    DISCARD_RESULT: "discarded",
+}
+
+#: What the legend says each of those effects means.
+_EFFECT_MEANINGS: Final[dict[str, str]] = {
+    SEND_CANCEL: "one `TaskCancel` leaves, for the task's graph if it has one",
+    DISCARD_RESULT: "the result is kept in `discarded_results`, never delivered",
 }
 
 #: The callback through which one member's rule makes its siblings take an
@@ -112,11 +141,19 @@ _EFFECTS: Final[dict[str, str]] = {
 #: ``group_cancel`` to every pending member of the group.
 _SIBLING_EVENTS: Final[dict[str, str]] = {CANCEL_GROUP: GROUP_CANCEL}
 
+#: The one line standing for every result event of a lifecycle, where an
+#: edge or a note takes all of them alike.
+ANY_RESULT: Final = "any result"
+
 #: Mermaid's lexer ends a label at these; a label containing one would be cut.
-_MERMAID_FORBIDDEN: Final = re.compile(r"[:;\n]")
-_MERMAID_EDGE: Final = re.compile(r"^(\s*)(\S+) --> (\S+): (.*)$")
-_TRANSITIONS_SEPARATOR: Final = " | "
-_INTERNAL_MARK: Final = " [internal]"  # what transitions appends to an internal rule's label
+_MERMAID_FORBIDDEN: Final = re.compile(r"[:;\n#<>\"{}]")
+#: A state name Mermaid takes as an id as it is; others get a made-up id.
+_MERMAID_ID: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Mermaid's room between ranks (columns, left to right) and between states
+#: of one rank, in px: its defaults (50, 50) make a six-state lifecycle too
+#: wide for a docs page, and Mermaid then shrinks its text.
+_MERMAID_SPACING: Final = (20, 50)
+_MERMAID_KEYWORDS: Final = frozenset({"state", "note", "class", "classdef", "direction", "default", "end", "as", "left", "right", "of"})
 
 
 # -- Reading the declaration --------------------------------------------------
@@ -213,18 +250,6 @@ def _sibling_sources(rules: Iterable[DeclaredRule]) -> dict[str, list[str]]:
                 if rule.event not in causes:
                     causes.append(rule.event)
     return fanned
-
-
-def _rule_label(rule: DeclaredRule, messages: Mapping[str, str], fanned: Mapping[str, list[str]]) -> str:
-    label = rule.event
-    if rule.event in messages:
-        label += f" ({messages[rule.event]})"
-    elif rule.event in fanned:
-        label += f" (a sibling's {', '.join(fanned[rule.event])})"
-    effects = [_EFFECTS[callback] for callback in rule.callbacks if callback in _EFFECTS]
-    if effects:
-        label += " / " + ", ".join(effects)
-    return label
 
 
 # -- Histories ------------------------------------------------------------------
@@ -357,33 +382,7 @@ def _step_prefix(numbers: Sequence[int]) -> str:
     return f"[{','.join(map(str, numbers))}] " if numbers else ""
 
 
-def _node_roles(lifecycle: Lifecycle, steps: Sequence[HistoryStep] | None) -> dict[str, str]:
-    if steps is None:
-        return {state: "terminal" if state in lifecycle.terminal else "default" for state in lifecycle.states}
-    visited = {step.source for step in steps} | {step.dest for step in steps}
-    # No step yet: the future has not left the state it was created in.
-    current = steps[-1].dest if steps else lifecycle.initial
-    return {
-        state: "current" if state == current else "visited" if state in visited else "unvisited"
-        for state in lifecycle.states
-    }
-
-
-# -- Mermaid --------------------------------------------------------------------
-
-
-@add_state_features(Tags)
-class _LifecycleGraph(GraphMachine):
-    """``transitions``' diagram machine with taskfate's node styles; its
-    states take tags, as declared states carry them."""
-
-    style_attributes = {"node": {name: dict(style) for name, style in _STYLES.items()}, "edge": {}, "graph": {}}
-
-
-class _Model:
-    """The object a ``GraphMachine`` hangs its graph and triggers on."""
-
-    get_graph: Any  # bound by the machine when the model is added
+# -- What a picture shows ---------------------------------------------------------
 
 
 def _stock(lifecycle: Lifecycle) -> bool:
@@ -409,9 +408,184 @@ def _title(lifecycle: Lifecycle, history: bool) -> str:
     return f"{what}, {'late_result=' if _stock(lifecycle) else ''}{lifecycle.name}"
 
 
+def _role(lifecycle: Lifecycle, state: str) -> str:
+    """How ``state`` is drawn when no history is shown."""
+    if state in lifecycle.terminal:
+        return "terminal"
+    running, awaiting = state in lifecycle.running, state in lifecycle.awaiting
+    return "running_awaiting" if running and awaiting else "awaiting" if awaiting else "running" if running else "default"
+
+
+def _node_roles(lifecycle: Lifecycle, steps: Sequence[HistoryStep] | None) -> dict[str, str]:
+    if steps is None:
+        return {state: _role(lifecycle, state) for state in lifecycle.states}
+    visited = {step.source for step in steps} | {step.dest for step in steps}
+    # No step yet: the future has not left the state it was created in.
+    current = steps[-1].dest if steps else lifecycle.initial
+    return {
+        state: "current" if state == current else "visited" if state in visited else "unvisited"
+        for state in lifecycle.states
+    }
+
+
+class _Edge(NamedTuple):
+    """One arrow between two different states: a line per rule (or per
+    group of result events), and whether a shown history took it."""
+
+    source: str
+    dest: str
+    lines: tuple[str, ...]
+    taken: bool
+
+
+class _Note(NamedTuple):
+    """The rules that keep the state, shared by ``states``: a heading
+    naming them, then a line per rule."""
+
+    states: tuple[str, ...]
+    lines: tuple[str, ...]
+
+
+class _Picture(NamedTuple):
+    title: str
+    states: tuple[str, ...]
+    initial: str
+    terminal: tuple[str, ...]
+    roles: Mapping[str, str]
+    edges: tuple[_Edge, ...]
+    notes: tuple[_Note, ...]
+
+
+def _note_heading(states: Sequence[str]) -> str:
+    return "in " + ", ".join(states)
+
+
+def _lines(
+    rules: Sequence[DeclaredRule], effects: Mapping[str, str], results: Sequence[str], taken: Mapping[tuple[str, str], list[int]]
+) -> tuple[str, ...]:
+    """A line per rule, ``[steps] event / effect``; the lifecycle's result
+    events become one ``any result`` line where all of them are here, alike
+    and untaken."""
+    entries = []
+    for rule in rules:
+        shown = tuple(dict.fromkeys(effects[name] for name in rule.callbacks if name in effects))
+        entries.append((_step_prefix(taken.get((rule.source, rule.event), ())), rule.event, shown))
+    if len(results) >= 2:
+        mine = [entry for entry in entries if entry[1] in results]
+        if len(mine) == len(results) and not any(prefix for prefix, _, _ in mine) and len({shown for _, _, shown in mine}) == 1:
+            first = entries.index(mine[0])
+            entries[first] = ("", ANY_RESULT, mine[0][2])
+            entries = [entry for entry in entries if entry not in mine[1:]]
+    lines = tuple(prefix + event + (" / " + ", ".join(shown) if shown else "") for prefix, event, shown in entries)
+    for line in lines:
+        if _MERMAID_FORBIDDEN.search(line):
+            raise DeclarationError(f"label {line!r} cannot be drawn in Mermaid")
+    return lines
+
+
+def _picture(
+    title: str,
+    declared: Mapping[str, Any],
+    roles: Mapping[str, str],
+    effects: Mapping[str, str],
+    results: Sequence[str] = (),
+    taken: Mapping[tuple[str, str], list[int]] | None = None,
+) -> _Picture:
+    """What a picture of ``declared`` shows, in the order it is drawn."""
+    states = tuple(state["name"] for state in declared["states"])
+    terminal = tuple(state["name"] for state in declared["states"] if state.get("final"))
+    taken = taken or {}
+    order = {state: index for index, state in enumerate(states)}
+    changing: dict[tuple[str, str], list[DeclaredRule]] = {}
+    keeping: dict[str, list[DeclaredRule]] = {}
+    # Edges are listed from the last declared source state to the first: the
+    # order of the text steers how Mermaid's layout (dagre) orders states and
+    # labels within a column, and this one is what lays every lifecycle the
+    # docs draw out with no two labels touching (maintainer/render_diagrams.py
+    # checks it).
+    for rule in sorted(split_rules(declared), key=lambda rule: -order[rule.source]):
+        if rule.dest is None:
+            keeping.setdefault(rule.source, []).append(rule)
+        else:
+            changing.setdefault((rule.source, rule.dest), []).append(rule)
+    edges = tuple(
+        _Edge(source, dest, _lines(rules, effects, results, taken), any((rule.source, rule.event) in taken for rule in rules))
+        for (source, dest), rules in changing.items()
+    )
+    shared: dict[tuple[str, ...], list[str]] = {}
+    for state in states:
+        if state in keeping:
+            shared.setdefault(_lines(keeping[state], effects, results, taken), []).append(state)
+    notes = tuple(_Note(tuple(names), (_note_heading(names), *lines)) for lines, names in shared.items())
+    return _Picture(title, states, declared["initial"], terminal, roles, edges, notes)
+
+
+def _lifecycle_picture(lifecycle: Lifecycle, steps: Sequence[HistoryStep] | None) -> _Picture:
+    """What a picture of ``lifecycle`` shows, after checking that the
+    declaration drawn is the table executed."""
+    declared = copy.deepcopy(dict(lifecycle.declaration))
+    try:
+        machine = TaggedMachine(model=None, **declared)
+        drawn = compile_machine(machine, lifecycle.name).table
+    except (DeclarationError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise DeclarationError(f"the declaration of {lifecycle.name!r} cannot be drawn: {exc}") from exc
+    if drawn != lifecycle.table:
+        raise DeclarationError(f"the diagram machine for {lifecycle.name!r} differs from the executed table")
+    return _picture(
+        _title(lifecycle, steps is not None),
+        declared,
+        _node_roles(lifecycle, steps),
+        _EFFECTS,
+        lifecycle.result_events(),
+        _steps_by_edge(steps or ()),
+    )
+
+
+# -- Mermaid --------------------------------------------------------------------
+
+
+def _mermaid_ids(states: Sequence[str]) -> dict[str, str]:
+    """A Mermaid id per state: its name where Mermaid takes it as one."""
+    ids = {}
+    for index, state in enumerate(states):
+        usable = _MERMAID_ID.fullmatch(state) and state.lower() not in _MERMAID_KEYWORDS and not state.startswith("state_")
+        ids[state] = state if usable else f"state_{index}"
+    return ids
+
+
+def _css(style: Mapping[str, str]) -> str:
+    return ",".join(f"{key}:{value}" for key, value in style.items())
+
+
+def _mermaid_text(picture: _Picture, direction: str = "LR") -> str:
+    ids = _mermaid_ids(picture.states)
+    roles = list(dict.fromkeys(picture.roles[state] for state in picture.states))
+    rank, node = _MERMAID_SPACING
+    out = ["---", f"title: {json.dumps(picture.title)}", "config:", "  state:", f"    rankSpacing: {rank}", f"    nodeSpacing: {node}", "---"]
+    out += ["stateDiagram-v2", f"  direction {direction}"]
+    out += [f"  classDef s_{role} {_css(_STYLES[role])}" for role in roles]
+    out.append("")
+    for state in picture.states:
+        if _MERMAID_FORBIDDEN.search(state):
+            raise DeclarationError(f"state name {state!r} cannot be drawn in Mermaid")
+        out += [f'  state "{state}" as {ids[state]}', f"  class {ids[state]} s_{picture.roles[state]}"]
+    out += ["", f"  [*] --> {ids[picture.initial]}"]
+    out += [f"  {ids[edge.source]} --> {ids[edge.dest]}: {'<br>'.join(edge.lines)}" for edge in picture.edges]
+    out += [f"  {ids[state]} --> [*]" for state in picture.terminal]
+    for note in picture.notes:
+        # Left of the last of its states: Mermaid puts it in the column
+        # before that state, and for the final states (declared last) under
+        # the edges coming into them.
+        out.append(f"  note left of {ids[note.states[-1]]}")
+        out += [f"    {line}" for line in note.lines]
+        out.append("  end note")
+    return "\n".join(out) + "\n"
+
+
 def mermaid(policy: Source = lc.DEFAULT_POLICY, history: Iterable[Sequence[Any]] | None = None) -> str:
     """The lifecycle of ``policy`` (a stock policy's name or any Lifecycle)
-    as a Mermaid ``stateDiagram-v2``.
+    as a Mermaid ``stateDiagram-v2``; :func:`legend_markdown` says how to
+    read it.
 
     With ``history`` (``future.history`` or what ``history_from_json`` read),
     the states the future went through are styled, the state it is in is
@@ -421,104 +595,30 @@ def mermaid(policy: Source = lc.DEFAULT_POLICY, history: Iterable[Sequence[Any]]
     """
     lifecycle = resolve(policy)
     steps = None if history is None else check_history(history, lifecycle)
-    rules = declared_rules(lifecycle)
-    messages, fanned = _messages(lifecycle), _sibling_sources(rules)
-    taken = _steps_by_edge(steps or ())
-    declared = copy.deepcopy(dict(lifecycle.declaration))
-    labelled = []
-    for rule in rules:
-        label = _step_prefix(taken.get((rule.source, rule.event), ())) + _rule_label(rule, messages, fanned)
-        if _MERMAID_FORBIDDEN.search(label) or _TRANSITIONS_SEPARATOR in label:
-            raise DeclarationError(f"label {label!r} cannot be drawn in Mermaid")
-        labelled.append(
-            {
-                "trigger": rule.event,
-                "source": rule.source,
-                "dest": rule.dest,
-                "before": list(rule.before),
-                "after": list(rule.after),
-                "label": label,
-            }
-        )
-    declared["transitions"] = labelled
-    model = _Model()
-    title = _title(lifecycle, steps is not None)
-    machine = _LifecycleGraph(model=model, graph_engine="mermaid", title=title, **declared)
-    # The drawn machine must be the executed one: compare their tables.
-    if compile_machine(machine, lifecycle.name).table != lifecycle.table:
-        raise DeclarationError(f"the diagram machine for {lifecycle.name!r} differs from the executed table")
-    graph = machine.model_graphs[id(model)]
-    graph.reset_styling()
-    roles = _node_roles(lifecycle, steps)
-    for state, role in roles.items():
-        graph.set_node_style(state, role)
-    source = model.get_graph().source
-    terminal = [state for state in lifecycle.states if state in lifecycle.terminal]
-    return _repair_mermaid(source, title, set(roles.values()), terminal)
+    return _mermaid_text(_lifecycle_picture(lifecycle, steps))
 
 
 def declaration_mermaid(
-    declared: Mapping[str, Any],
-    title: str,
-    messages: Mapping[str, str] | None = None,
-    effects: Mapping[str, str] | None = None,
+    declared: Mapping[str, Any], title: str, effects: Mapping[str, str] | None = None, *, direction: str = "LR"
 ) -> str:
     """Any declared machine as Mermaid, drawn like the future's lifecycle.
 
     For machines other than the future's, such as the reference scheduler's
     task lifecycle (``taskfate.scheduler.lifecycle``), which this layer does
-    not import: the caller passes its declaration, the protocol message
-    behind each trigger (``messages``) and the visible effect of each
-    callback (``effects``). Final states are styled as terminal.
+    not import: the caller passes its declaration, the visible effect of
+    each callback it wants on the edges (``effects``, in two words each;
+    none keeps the picture to the events, with the effects in
+    :func:`declaration_table_markdown`) and the ``direction`` (``LR`` or
+    ``TB``) in which it reads best. Final states are styled as terminal;
+    :func:`declaration_legend_markdown` writes the legend.
     """
-    messages, effects = dict(messages or {}), dict(effects or {})
-    labelled = []
-    for rule in split_rules(declared):
-        label = rule.event + (f" ({messages[rule.event]})" if rule.event in messages else "")
-        shown = [effects[name] for name in rule.callbacks if name in effects]
-        if shown:
-            label += " / " + ", ".join(shown)
-        if _MERMAID_FORBIDDEN.search(label) or _TRANSITIONS_SEPARATOR in label:
-            raise DeclarationError(f"label {label!r} cannot be drawn in Mermaid")
-        labelled.append(
-            {"trigger": rule.event, "source": rule.source, "dest": rule.dest, "before": list(rule.before), "after": list(rule.after), "label": label}
-        )
-    drawn = {**copy.deepcopy(dict(declared)), "transitions": labelled}
-    model = _Model()
-    machine = _LifecycleGraph(model=model, graph_engine="mermaid", title=title, **drawn)
-    terminal = [state["name"] for state in declared["states"] if state.get("final")]
-    graph = machine.model_graphs[id(model)]
-    graph.reset_styling()
-    for state in declared["states"]:
-        graph.set_node_style(state["name"], "terminal" if state.get("final") else "default")
-    used = {"terminal", "default"} if terminal else {"default"}
-    return _repair_mermaid(model.get_graph().source, title, used, terminal)
+    if direction not in ("LR", "TB"):
+        raise ValueError(f"direction must be 'LR' or 'TB', got {direction!r}")
+    return _mermaid_text(_picture(title, declared, _declared_roles(declared), dict(effects or {})), direction)
 
 
-def _repair_mermaid(source: str, title: str, used_styles: set[str], terminal: Sequence[str]) -> str:
-    lines = source.split("\n")
-    # Front matter: transitions writes ---, the bare title, ---.
-    if lines[:1] == ["---"] and len(lines) > 2 and lines[2] == "---":
-        lines[1] = f"title: {json.dumps(title)}"
-    else:
-        raise DeclarationError("transitions' Mermaid output no longer starts with front matter; review _repair_mermaid")
-    repaired = []
-    for line in lines:
-        stripped = line.lstrip()
-        indent = line[: len(line) - len(stripped)]
-        if stripped.startswith("Class "):
-            line = indent + "class " + stripped[len("Class ") :]
-        elif stripped.startswith("classDef s_"):
-            if stripped.split()[1][2:] not in used_styles:
-                continue
-        else:
-            edge = _MERMAID_EDGE.match(line)
-            if edge:
-                labels = edge.group(4).split(_TRANSITIONS_SEPARATOR)
-                line = f"{edge.group(1)}{edge.group(2)} --> {edge.group(3)}: {'<br>'.join(labels)}"
-        repaired.append(line.rstrip())
-    repaired += [f"  {state} --> [*]" for state in terminal]
-    return "\n".join(repaired).rstrip() + "\n"
+def _declared_roles(declared: Mapping[str, Any]) -> dict[str, str]:
+    return {state["name"]: "terminal" if state.get("final") else "default" for state in declared["states"]}
 
 
 # -- dot --------------------------------------------------------------------------------
@@ -528,8 +628,15 @@ def _dot_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _dot_lines(lines: Iterable[str]) -> str:
+    """Label lines as one quoted dot string, each line centred."""
+    return '"' + "\\n".join(_dot_quote(line)[1:-1] for line in lines) + '"'
+
+
 def _dot_node_attributes(style: Mapping[str, str]) -> str:
+    styles = "rounded,filled,dashed" if "stroke-dasharray" in style else "rounded,filled"
     attributes = {
+        "style": styles,
         "fillcolor": style.get("fill", "#ffffff"),
         "color": style.get("stroke", "#444444"),
         "fontcolor": style.get("color", "#000000"),
@@ -538,55 +645,140 @@ def _dot_node_attributes(style: Mapping[str, str]) -> str:
     return ", ".join(f"{key}={_dot_quote(value)}" for key, value in attributes.items())
 
 
-def dot(policy: Source = lc.DEFAULT_POLICY, history: Iterable[Sequence[Any]] | None = None) -> str:
-    """The same picture as :func:`mermaid`, as Graphviz dot text.
-
-    Edges carry the same labels; with ``history``, the edges taken are also
-    drawn in colour and the others greyed.
-    """
-    lifecycle = resolve(policy)
-    steps = None if history is None else check_history(history, lifecycle)
-    rules = declared_rules(lifecycle)
-    messages, fanned = _messages(lifecycle), _sibling_sources(rules)
-    title = _title(lifecycle, steps is not None)
-    taken = _steps_by_edge(steps or ())
-    roles = _node_roles(lifecycle, steps)
-    edges: dict[tuple[str, str], list[tuple[str, bool]]] = {}
-    for rule in rules:
-        dest = rule.source if rule.dest is None else rule.dest
-        numbers = taken.get((rule.source, rule.event), [])
-        label = _step_prefix(numbers) + _rule_label(rule, messages, fanned)
-        if rule.dest is None:
-            label += _INTERNAL_MARK
-        edges.setdefault((rule.source, dest), []).append((label, bool(numbers)))
+def _dot_text(picture: _Picture, history: bool) -> str:
+    """The picture as dot. Each edge's label is a node of its own on the
+    edge's way (as Mermaid draws labels), so Graphviz lays labels out like
+    states, never one over another, and a label always sits on its edge."""
     out = [
-        f"digraph {_dot_quote(title)} {{",
-        f"  label={_dot_quote(title)}; labelloc=t; rankdir=LR;",
+        f"digraph {_dot_quote(picture.title)} {{",
+        f'  label={_dot_quote(picture.title)}; labelloc=t; fontname="Helvetica"; fontsize=16; rankdir=TB;',
         # The label default is spelled out: a node that sets its own label
         # before any default exists can leave every other node unlabelled.
-        '  node [shape=box, style="rounded,filled", fontname="Helvetica", label="\\N"];',
-        '  edge [fontname="Helvetica", fontsize=10];',
-        "  nodesep=0.5; ranksep=1.0;",
+        '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=14, label="\\N"];',
+        '  edge [arrowsize=0.7];',
+        "  nodesep=0.15; ranksep=0.25;",
         '  "[*]" [shape=point, width=0.15];',
         '  "[*] end" [shape=point, width=0.15, peripheries=2];',
     ]
-    for state in lifecycle.states:
-        extra = ", peripheries=2" if state in lifecycle.terminal else ""
-        out.append(f"  {_dot_quote(state)} [{_dot_node_attributes(_STYLES[roles[state]])}{extra}];")
-    out.append(f'  "[*]" -> {_dot_quote(lifecycle.initial)};')
-    for (source, dest), labels in edges.items():
-        text = "\\n".join(_dot_quote(label)[1:-1] for label, _ in labels)
-        attributes = f'label="{text}"'
-        if steps is not None:
-            hit = any(was_taken for _, was_taken in labels)
-            colour = _STYLES["visited"]["stroke"] if hit else _STYLES["unvisited"]["stroke"]
-            attributes += f', color="{colour}", fontcolor="{colour}", penwidth={2 if hit else 1}'
-        out.append(f"  {_dot_quote(source)} -> {_dot_quote(dest)} [{attributes}];")
-    for state in lifecycle.states:
-        if state in lifecycle.terminal:
-            out.append(f'  {_dot_quote(state)} -> "[*] end";')
+    for state in picture.states:
+        extra = ", peripheries=2" if state in picture.terminal else ""
+        out.append(f"  {_dot_quote(state)} [{_dot_node_attributes(_STYLES[picture.roles[state]])}{extra}];")
+    out.append(f'  "[*]" -> {_dot_quote(picture.initial)};')
+    for number, edge in enumerate(picture.edges, 1):
+        label = _dot_quote(f"[label {number}]")
+        colour = ""
+        if history:
+            shade = _STYLES["visited"]["stroke"] if edge.taken else _STYLES["unvisited"]["stroke"]
+            colour = f', color="{shade}", penwidth={2 if edge.taken else 1}'
+        font = f', fontcolor="{shade}"' if history else ""
+        out.append(
+            f'  {label} [shape=box, style=filled, fillcolor="{_LABEL_FILL}", color="{_LABEL_FILL}", '
+            f'margin="0.06,0.03", width=0, height=0, label={_dot_lines(edge.lines)}{font}];'
+        )
+        out.append(f"  {_dot_quote(edge.source)} -> {label} [arrowhead=none{colour}];")
+        out.append(f"  {label} -> {_dot_quote(edge.dest)} [{colour.lstrip(', ')}];".replace(" [];", ";"))
+    out += [f'  {_dot_quote(state)} -> "[*] end";' for state in picture.terminal]
+    for number, note in enumerate(picture.notes, 1):
+        name = _dot_quote(f"[note {number}]")
+        out.append(
+            f"  {name} [shape=note, style=filled, fillcolor={_dot_quote(_NOTE_STYLE['fill'])}, "
+            f"color={_dot_quote(_NOTE_STYLE['stroke'])}, label={_dot_lines(note.lines)}];"
+        )
+        # Under the last of its states.
+        out.append(f"  {_dot_quote(note.states[-1])} -> {name} [style=dashed, arrowhead=none];")
+    if len(picture.terminal) > 1:
+        # The final states in one row, above the end marker.
+        out.append(f"  {{ rank=same; {'; '.join(_dot_quote(state) for state in picture.terminal)}; }}")
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def dot(policy: Source = lc.DEFAULT_POLICY, history: Iterable[Sequence[Any]] | None = None) -> str:
+    """The same picture as :func:`mermaid`, as Graphviz dot text.
+
+    Edges and notes carry the same lines; with ``history``, the edges taken
+    are also drawn in colour and the others greyed.
+    """
+    lifecycle = resolve(policy)
+    steps = None if history is None else check_history(history, lifecycle)
+    return _dot_text(_lifecycle_picture(lifecycle, steps), steps is not None)
+
+
+# -- The legend ---------------------------------------------------------------------
+
+
+def _names(names: Iterable[str], last: str = "and") -> str:
+    """``names`` in backticks, as a reader lists them: ``a``, ``b`` and ``c``."""
+    quoted = [f"`{name}`" for name in names]
+    return ", ".join(quoted[:-1]) + f" {last} {quoted[-1]}" if len(quoted) > 1 else "".join(quoted)
+
+
+_ROLE_WORDS: Final[dict[str, str]] = {
+    "terminal": "heavy border: final",
+    "awaiting": "dashed amber: awaits the scheduler's answer to a cancel",
+    "running": "green: running, `running()` is True",
+    "running_awaiting": "green, dashed amber border: running, and awaits the scheduler's answer to a cancel",
+}
+
+
+def _effects_of(line: str) -> list[str]:
+    """The effects a drawn line shows, after its ``/``."""
+    return line.split(" / ", 1)[1].split(", ") if " / " in line else []
+
+
+def _legend(picture: _Picture, meanings: Mapping[str, str], results: Sequence[str]) -> list[str]:
+    """The legend's lines on the picture's states and labels; ``meanings``
+    says what each drawn effect that needs explaining stands for."""
+    words = []
+    for role, text in _ROLE_WORDS.items():
+        states = [state for state in picture.states if picture.roles[state] == role]
+        if states:
+            words.append(f"{text} ({_names(states)})")
+    legend = ["- **States**: " + "; ".join(words) + "."] if words else []
+    drawn = [line for edge in picture.edges for line in edge.lines] + [line for note in picture.notes for line in note.lines[1:]]
+    shown = {effect for line in drawn for effect in _effects_of(line)}
+    labels = ["one per rule, `event / effect`" if shown else "one per rule, naming its event"]
+    labels += [f"`{effect}`: {meaning}" for effect, meaning in meanings.items() if effect in shown]
+    if any(line.startswith(ANY_RESULT) for line in drawn):
+        labels.append(f"`{ANY_RESULT}`: each of {_names(results)}")
+    if picture.notes:
+        labels.append("a note lists events that leave the states it names unchanged")
+    legend.append("- **Lines**: " + "; ".join(labels) + ".")
+    return legend
+
+
+def legend_markdown(policy: Source = lc.DEFAULT_POLICY, *, messages: bool = True) -> str:
+    """How to read :func:`mermaid`'s and :func:`dot`'s picture of ``policy``,
+    as a short markdown list: what the state styles mean, what each effect
+    and grouped line stands for, which events a graph's siblings take, and
+    (``messages``) the protocol message behind each event; without it, a
+    line pointing to :func:`table_markdown`, which names them."""
+    lifecycle = resolve(policy)
+    picture = _lifecycle_picture(lifecycle, None)
+    meanings = {_EFFECTS[callback]: meaning for callback, meaning in _EFFECT_MEANINGS.items()}
+    legend = _legend(picture, meanings, lifecycle.result_events())
+    for event, causes in _sibling_sources(declared_rules(lifecycle)).items():
+        legend.append(f"- **Graphs**: when one member of a graph takes {_names(causes, 'or')}, its pending siblings take `{event}`.")
+    if not messages:
+        legend.append("- **Messages**: the table below names the protocol message behind each event.")
+        return "\n".join(legend) + "\n"
+    known = _messages(lifecycle)
+    heard = [f"{known[event]} → `{event}`" for event in lifecycle.peer_events if event in known]
+    own = [event for event in lifecycle.peer_events if event not in known]
+    if own:
+        heard.append(f"the library's own messages → {_names(own)}")
+    text = "; ".join(heard) or "none"
+    legend.append(f"- **Messages** from the scheduler: {text}. {_names(lifecycle.local_events)} are the library's own calls and timers.")
+    return "\n".join(legend) + "\n"
+
+
+def declaration_legend_markdown(declared: Mapping[str, Any], effects: Mapping[str, str] | None = None) -> str:
+    """The legend of :func:`declaration_mermaid`'s picture of ``declared``
+    (drawn with ``effects``), pointing to :func:`declaration_table_markdown`
+    for what each rule does."""
+    legend = _legend(_picture("", declared, _declared_roles(declared), dict(effects or {})), {}, ())
+    legend.append("- **Rules**: the table below names the message behind each event and says what each rule does.")
+    return "\n".join(legend) + "\n"
 
 
 # -- The table ------------------------------------------------------------------------
@@ -671,9 +863,29 @@ def side_by_side_markdown(lifecycles: Sequence[Source]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def declaration_table_markdown(
+    declared: Mapping[str, Any], messages: Mapping[str, str] | None = None, effects: Mapping[str, str] | None = None
+) -> str:
+    """Every rule of any declared machine, one row per source state and
+    event, in declared state order: the message behind the event
+    (``messages``), where the rule leads (*stays* for a rule that keeps the
+    state) and what its callbacks do (``effects``, in the order they run;
+    callbacks without an entry are left out)."""
+    messages, effects = dict(messages or {}), dict(effects or {})
+    order = {state["name"]: index for index, state in enumerate(declared["states"])}
+    rows = ["| state | event | message | next | what it does |", "|---|---|---|---|---|"]
+    for rule in sorted(split_rules(declared), key=lambda rule: order[rule.source]):
+        dest = "stays" if rule.dest is None else f"`{rule.dest}`"
+        does = ", ".join(dict.fromkeys(effects[name] for name in rule.callbacks if name in effects))
+        rows.append(f"| `{rule.source}` | `{rule.event}` | {messages.get(rule.event, '')} | {dest} | {does} |")
+    return "\n".join(rows) + "\n"
+
+
 # -- Generated sections of the docs -----------------------------------------------------
 
-REFRESH_COMMAND: Final = "taskfate diagram --update-docs"
+#: What the docs' markers name as the way to refresh them: the maintainer's
+#: script of a taskfate checkout, run from its root.
+REFRESH_COMMAND: Final = "python maintainer/refresh_docs.py"
 
 #: Which generated sections each document (relative to the repository root) holds.
 DOCUMENTS: Final[dict[str, tuple[str, ...]]] = {
@@ -683,7 +895,9 @@ DOCUMENTS: Final[dict[str, tuple[str, ...]]] = {
 
 _BEGIN: Final = "<!-- BEGIN GENERATED {name}: made from the declarations by `{command}`; do not edit by hand -->"
 _END: Final = "<!-- END GENERATED {name} -->"
-_MARKER: Final = re.compile(r"^<!-- (BEGIN|END) GENERATED ([\w-]+)[: ]")
+#: A marker line, whatever it says after the section's name (older markers
+#: named another command; a refresh rewrites them).
+_MARKER: Final = re.compile(r"^\s*<!--\s*(BEGIN|END) GENERATED ([\w-]+)(?=[\s:]|-->)")
 
 
 class DocsError(ValueError):
@@ -692,9 +906,10 @@ class DocsError(ValueError):
 
 def docs_sections() -> dict[str, str]:
     """The text of every generated section, by name."""
-    sections = {"readme-diagram": fenced(mermaid(lc.DEFAULT_POLICY))}
+    sections = {"readme-diagram": fenced(mermaid(lc.DEFAULT_POLICY)) + "\n" + legend_markdown(lc.DEFAULT_POLICY)}
     for policy in lc.POLICIES:
-        sections[f"lifecycle-{policy}"] = fenced(mermaid(policy)) + "\n" + table_markdown(policy)
+        picture = fenced(mermaid(policy)) + "\n" + legend_markdown(policy, messages=False)
+        sections[f"lifecycle-{policy}"] = picture + "\n" + table_markdown(policy)
     return sections
 
 

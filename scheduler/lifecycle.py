@@ -180,14 +180,14 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
 
 POLICY: Final = "scheduler"
 
-#: For diagrams: the client message behind each trigger that has one.
+#: For the docs' table of rules: the client message behind each trigger that has one.
 MESSAGES: Final[dict[str, str]] = {
     CANCEL_FORCE: "TaskCancel force",
     CANCEL_GENTLE: "TaskCancel not forced",
     CLIENT_GONE: "ClientDisconnect or silence",
 }
 
-#: For diagrams: what a reader must see a callback do.
+#: For the docs' table of rules: what a reader must see a callback do.
 EFFECTS: Final[dict[str, str]] = {
     SEND_RESULT: "sends TaskResult",
     SEND_WORKER_DIED: "sends TaskResult WORKER_DIED",
@@ -220,11 +220,30 @@ def build_machine(model: Any = None, **extra: Any) -> Any:
     return Machine(model=model, **declaration(), **extra)
 
 
+TITLE: Final = "the reference scheduler's task lifecycle"
+
+
 def mermaid() -> str:
-    """The task lifecycle as a Mermaid state diagram."""
+    """The task lifecycle as a Mermaid state diagram: states and events,
+    top to bottom; :func:`table` says what each rule does."""
     from taskfate.fsm.diagram import declaration_mermaid
 
-    return declaration_mermaid(declaration(), "the reference scheduler's task lifecycle", MESSAGES, EFFECTS)
+    return declaration_mermaid(declaration(), TITLE, direction="TB")
+
+
+def legend() -> str:
+    """How to read :func:`mermaid`'s picture, as markdown."""
+    from taskfate.fsm.diagram import declaration_legend_markdown
+
+    return declaration_legend_markdown(declaration())
+
+
+def table() -> str:
+    """Every rule, with the client message behind its trigger and what its
+    callbacks do, as a markdown table."""
+    from taskfate.fsm.diagram import declaration_table_markdown
+
+    return declaration_table_markdown(declaration(), MESSAGES, EFFECTS)
 
 
 def compiled() -> Any:

@@ -4,13 +4,23 @@ Hypothesis profiles: ``ci`` is bounded so the whole suite stays well inside
 CI's budget; ``dev`` digs deeper for local runs. ``.ci/run`` selects ``ci``;
 otherwise ``HYPOTHESIS_PROFILE`` decides, defaulting to ``ci`` when the ``CI``
 variable is set and ``dev`` when it is not.
+
+The maintainer's scripts (``maintainer/``: refreshing the docs, rendering
+their diagrams) are importable by name, so the tests use the very functions
+that write and check the docs.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 from hypothesis import HealthCheck, settings
+
+_MAINTAINER = str(Path(__file__).resolve().parents[1] / "maintainer")
+if _MAINTAINER not in sys.path:
+    sys.path.insert(0, _MAINTAINER)
 
 settings.register_profile(
     "ci",

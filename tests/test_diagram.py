@@ -3,8 +3,12 @@
 The Mermaid text is read back with a small parser that accepts only what
 Mermaid's state-diagram grammar accepts (ids without ``-``, ``:`` or spaces;
 labels without ``:`` or ``;``; the documented ``class`` keyword; front matter
-that is a YAML mapping), and every picture is compared with the compiled
-table the futures execute, not with a snapshot.
+that is a YAML mapping; notes between ``note ... of`` and ``end note``), and
+every picture is compared with the compiled table the futures execute, not
+with a snapshot. A line of a picture stands for one rule (``any result`` for
+one rule per result event); a note for one rule per state it names and line.
+How the pictures look once rendered is checked by
+``tests/test_render_diagrams.py``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+import refresh_docs
 from explored_lifecycles import PROGRESS, RUNNING
 from helpers import Harness
 from taskfate.client import cli
@@ -38,28 +43,54 @@ _KEYWORDS = {"state", "note", "class", "classdef", "direction", "default", "end"
 
 
 class Mermaid:
-    """A stateDiagram-v2 read back into states, classes and edges."""
+    """A stateDiagram-v2 read back into states, classes, edges and notes."""
 
     def __init__(self, text: str) -> None:
         lines = text.split("\n")
         assert lines[0] == "---", "front matter expected"
         closing = lines.index("---", 1)
-        self.front = dict(self._front_line(line) for line in lines[1:closing])
+        self.front = self._front(lines[1:closing])
         body = [line.strip() for line in lines[closing + 1 :] if line.strip()]
         assert body[0] == "stateDiagram-v2"
         self.states: dict[str, str] = {}
         self.classes: dict[str, str] = {}
         self.class_defs: dict[str, str] = {}
         self.edges: list[tuple[str, str, list[str]]] = []
+        self.notes: list[tuple[str, list[str]]] = []
         self.direction = None
-        for line in body[1:]:
-            self._statement(line)
+        statements = iter(body[1:])
+        for line in statements:
+            if m := re.fullmatch(rf"note (left|right) of ({_ID})", line):
+                text = []
+                for inside in statements:
+                    if inside == "end note":
+                        break
+                    assert not re.search(r"[:;]", inside), inside
+                    text.append(inside)
+                else:
+                    raise AssertionError("a note without end note")
+                self.notes.append((self._id(m.group(2)), text))
+            else:
+                self._statement(line)
 
     @staticmethod
-    def _front_line(line: str) -> tuple[str, object]:
-        key, sep, value = line.partition(": ")
-        assert sep and re.fullmatch(r"\w+", key), f"front matter must be a YAML mapping, got {line!r}"
-        return key, json.loads(value)
+    def _front(lines: list[str]) -> dict[str, object]:
+        """The front matter: a YAML mapping, here of a JSON string and nested mappings of numbers."""
+        front: dict[str, object] = {}
+        stack: list[tuple[int, dict[str, object]]] = [(-1, front)]
+        for line in lines:
+            depth = len(line) - len(line.lstrip())
+            key, sep, value = line.strip().partition(":")
+            assert sep and re.fullmatch(r"\w+", key), f"front matter must be a YAML mapping, got {line!r}"
+            while stack[-1][0] >= depth:
+                stack.pop()
+            if value.strip():
+                stack[-1][1][key] = json.loads(value.strip())
+            else:
+                child: dict[str, object] = {}
+                stack[-1][1][key] = child
+                stack.append((depth, child))
+        return front
 
     def _statement(self, line: str) -> None:
         if m := re.fullmatch(r"direction (LR|TB|RL|BT)", line):
@@ -82,28 +113,66 @@ class Mermaid:
         return name
 
     def items(self) -> list[tuple[str, str, str]]:
-        """Every (source, dest, label item) on a labelled edge between states."""
+        """Every (source, dest, line) on an edge between states."""
         return [(s, d, item) for s, d, labels in self.edges if "[*]" not in (s, d) for item in labels]
+
+    def note_items(self) -> list[tuple[str, str]]:
+        """Every (state, line) of a note, for each state its heading names."""
+        found = []
+        for _, (heading, *lines) in self.notes:
+            assert heading.startswith("in "), heading
+            found += [(state, line) for state in heading[3:].split(", ") for line in lines]
+        return found
 
 
 def _event(item: str) -> str:
-    return re.sub(r"^\[[\d,]+\] ", "", item).split(" ")[0]
+    return re.sub(r"^\[[\d,]+\] ", "", item).split(" / ")[0]
 
 
-def _drawn_rules(items):
-    """(source, event, dest or None for internal) of every label item."""
-    return collections.Counter(
-        (source, _event(item), None if item.endswith("[internal]") else dest) for source, dest, item in items
-    )
+def _effects(item: str) -> list[str]:
+    return item.split(" / ", 1)[1].split(", ") if " / " in item else []
+
+
+def _life(policy):
+    return LIFECYCLES[policy] if isinstance(policy, str) else policy
+
+
+def _expanded(item: str, policy) -> list[str]:
+    """The events one line stands for."""
+    event = _event(item)
+    return list(_life(policy).result_events()) if event == diagram.ANY_RESULT else [event]
+
+
+def _drawn_rules(edge_items, note_items, policy):
+    """(source, event, dest, or None for a rule that keeps the state) of every line."""
+    drawn = collections.Counter()
+    for source, dest, item in edge_items:
+        drawn.update((source, event, dest) for event in _expanded(item, policy))
+    for state, item in note_items:
+        drawn.update((state, event, None) for event in _expanded(item, policy))
+    return drawn
+
+
+def _mermaid_rules(text, policy):
+    drawn = Mermaid(text)
+    return _drawn_rules(drawn.items(), drawn.note_items(), policy)
 
 
 def _declared_rules(policy):
-    table = (LIFECYCLES[policy] if isinstance(policy, str) else policy).table
+    table = _life(policy).table
     return collections.Counter((state, event, rule.dest) for state, rules in table.items() for event, rule in rules.items())
 
 
 def _messages():
     return {event: f"{cls.__name__} {kind.name}" for (cls, kind), event in lifecycle.MESSAGE_EVENTS.items()}
+
+
+def _role(life, state):
+    if state in life.terminal:
+        return "s_terminal"
+    if state in life.awaiting:
+        return "s_running_awaiting" if state in life.running else "s_awaiting"
+    return "s_running" if state in life.running else "s_default"
 
 
 # -- Mermaid ------------------------------------------------------------------------
@@ -117,49 +186,79 @@ def test_mermaid_has_exactly_the_declared_states_with_start_and_terminal_markers
     assert [dest for source, dest, _ in drawn.edges if source == "[*]"] == [life.initial]
     assert {source for source, dest, _ in drawn.edges if dest == "[*]"} == set(life.terminal)
     for state in life.states:
-        assert drawn.classes[state] == ("s_terminal" if state in life.terminal else "s_default")
+        assert drawn.classes[state] == _role(life, state)
+    assert drawn.classes["cancel_requested"] == "s_awaiting"
 
 
 @pytest.mark.parametrize("policy", POLICIES)
 def test_every_declared_rule_is_drawn_exactly_once(policy):
-    drawn = Mermaid(diagram.mermaid(policy))
-    assert _drawn_rules(drawn.items()) == _declared_rules(policy)
+    text = diagram.mermaid(policy)
+    assert _mermaid_rules(text, policy) == _declared_rules(policy)
+    drawn = Mermaid(text)
     # One edge per pair of states: the events share it rather than stacking arrows.
     pairs = [(s, d) for s, d, _ in drawn.edges]
     assert len(pairs) == len(set(pairs))
+    # No self-loops: a rule that keeps the state is a line of a note.
+    assert all(s != d for s, d in pairs)
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-def test_edge_labels_name_the_protocol_message_of_each_event(policy):
-    messages = _messages()
-    for _, _, item in Mermaid(diagram.mermaid(policy)).items():
-        event = _event(item)
-        if event in messages:
-            assert item.startswith(f"{event} ({messages[event]})"), item
-        else:
-            assert not any(message in item for message in messages.values()), item
+def test_the_late_results_of_the_final_states_are_one_note(policy):
+    life = LIFECYCLES[policy]
+    drawn = Mermaid(diagram.mermaid(policy))
+    finals = [state for state in life.states if state in life.terminal]
+    (note,) = [lines for _, lines in drawn.notes if lines[0] == "in " + ", ".join(finals)]
+    assert note[1:] == [f"{diagram.ANY_RESULT} / discarded"]
+    # Each final state's three late-result rules are accounted for there, and nowhere else.
+    assert len(drawn.notes) == 1
+    assert sorted(drawn.note_items()) == sorted((state, note[1]) for state in finals)
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-def test_group_behaviour_and_sent_cancels_are_on_the_edges(policy):
+def test_a_line_is_an_event_and_at_most_a_short_effect_never_a_message(policy):
+    text = diagram.mermaid(policy)
+    drawn = Mermaid(text)
+    lines = [item for _, _, item in drawn.items()] + [item for _, item in drawn.note_items()]
+    for item in lines:
+        assert _event(item) in set(lifecycle.EVENTS) | {diagram.ANY_RESULT}, item
+        assert all(len(effect) <= 16 for effect in _effects(item)), item
+        assert len(item) <= 30, item
+    assert not any(message in text for message in _messages().values())
+    # The legend names the message behind each peer event instead.
+    legend = diagram.legend_markdown(policy)
+    for event, message in _messages().items():
+        assert f"{message} → `{event}`" in legend
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_sent_cancels_are_on_the_edges_and_the_group_behaviour_in_the_legend(policy):
     table = LIFECYCLES[policy].table
-    items = Mermaid(diagram.mermaid(policy)).items()
     fanning = {event for rules in table.values() for event, rule in rules.items() if lifecycle.CANCEL_GROUP in rule.after}
     sending = {event for rules in table.values() for event, rule in rules.items() if lifecycle.SEND_CANCEL in rule.after}
     assert fanning and sending
-    for _, _, item in items:
-        event = _event(item)
-        assert (f"siblings take {lifecycle.GROUP_CANCEL}" in item) == (event in fanning), item
-        assert ("sends TaskCancel" in item) == (event in sending), item
-    (group_item,) = [item for _, _, item in items if _event(item) == lifecycle.GROUP_CANCEL]
-    assert all(cause in group_item for cause in fanning)
+    for _, _, item in Mermaid(diagram.mermaid(policy)).items():
+        assert ("sends TaskCancel" in _effects(item)) == (_event(item) in sending), item
+    (graphs,) = [line for line in diagram.legend_markdown(policy).splitlines() if line.startswith("- **Graphs**")]
+    assert all(f"`{cause}`" in graphs for cause in fanning) and f"`{lifecycle.GROUP_CANCEL}`" in graphs
+
+
+def test_the_legend_explains_every_style_effect_and_grouping_it_uses():
+    legend = diagram.legend_markdown("cancel")
+    assert "heavy border: final (`done`, `failed` and `cancelled`)" in legend
+    assert "dashed amber: awaits the scheduler's answer to a cancel (`cancel_requested`)" in legend
+    assert "`sends TaskCancel`:" in legend and "`discarded`:" in legend
+    assert "`any result`: each of `result_success`, `result_failed` and `result_worker_died`" in legend
+    assert "running" not in legend.split("- **Lines**")[0]  # no running state, no word on it
+    started = diagram.legend_markdown(STARTED_LIFECYCLES["cancel"])
+    assert "green: running, `running()` is True (`running`)" in started
+    assert "- **Messages**: the table below" in diagram.legend_markdown("cancel", messages=False)
 
 
 def test_policies_differ_exactly_where_the_declaration_differs():
     def as_map(counter):
         return {(source, event): dest for source, event, dest in counter}
 
-    drawn = {policy: as_map(_drawn_rules(Mermaid(diagram.mermaid(policy)).items())) for policy in POLICIES}
+    drawn = {policy: as_map(_mermaid_rules(diagram.mermaid(policy), policy)) for policy in POLICIES}
     declared = {policy: as_map(_declared_rules(policy)) for policy in POLICIES}
     first, *others = POLICIES
     for other in others:
@@ -169,12 +268,13 @@ def test_policies_differ_exactly_where_the_declaration_differs():
         assert got == expected
 
 
-def test_mermaid_repairs_what_transitions_emits():
+def test_mermaid_front_matter_is_a_mapping_and_every_class_is_defined():
     text = diagram.mermaid()
     drawn = Mermaid(text)  # the parser refuses "Class" and a bare front-matter title
-    assert drawn.front == {"title": "the lifecycle of a taskfate future, late_result=cancel"}
+    assert drawn.front["title"] == "the lifecycle of a taskfate future, late_result=cancel"
+    assert set(drawn.front["config"]["state"]) == {"rankSpacing", "nodeSpacing"}
+    assert drawn.direction == "LR"
     assert not re.search(r"^\s*Class ", text, re.M)
-    assert " | " not in text
     assert set(drawn.classes.values()) == set(drawn.class_defs)
 
 
@@ -185,6 +285,8 @@ def test_a_diagram_machine_that_differs_from_the_executed_table_is_refused():
     tampered = dataclasses.replace(life, declaration=declared)
     with pytest.raises(DeclarationError, match="differs from the executed table"):
         diagram.mermaid(tampered)
+    with pytest.raises(DeclarationError, match="differs from the executed table"):
+        diagram.dot(tampered)
 
 
 def test_declared_rules_split_multi_source_rules_one_per_source():
@@ -198,18 +300,18 @@ def test_declared_rules_split_multi_source_rules_one_per_source():
 @pytest.mark.parametrize("life", [STARTED_LIFECYCLES["cancel"], RUNNING], ids=lambda life: life.name)
 def test_any_lifecycle_is_drawn_with_its_own_states_rules_and_messages(life):
     drawn = Mermaid(diagram.mermaid(life))
-    assert drawn.front == {"title": f"the lifecycle of a taskfate future, {life.name}"}
+    assert drawn.front["title"] == f"the lifecycle of a taskfate future, {life.name}"
     assert set(drawn.states) == set(life.states)
-    assert _drawn_rules(drawn.items()) == _declared_rules(life)
-    items = {_event(item): item for _, _, item in drawn.items()}
-    assert items[lifecycle.STARTED].startswith("started (TaskStarted)")
-    dot_items = [(s, d, item) for s, d, labels in _dot_edges(diagram.dot(life)) if "[*]" not in s + d for item in labels]
-    assert _drawn_rules(dot_items) == _declared_rules(life)
+    assert _mermaid_rules(diagram.mermaid(life), life) == _declared_rules(life)
+    assert drawn.classes["running"] == "s_running" and "s_running" in drawn.class_defs
+    assert "TaskStarted → `started`" in diagram.legend_markdown(life)
+    assert _dot_rules(diagram.dot(life), life) == _declared_rules(life)
 
 
 def test_a_librarys_own_message_is_drawn_as_a_peer_event_without_a_protocol_label():
-    (item,) = [item for _, _, item in Mermaid(diagram.mermaid(RUNNING)).items() if _event(item) == PROGRESS]
-    assert item == f"{PROGRESS} [internal]"
+    drawn = Mermaid(diagram.mermaid(RUNNING))
+    assert ("running", PROGRESS) in drawn.note_items()
+    assert f"the library's own messages → `{PROGRESS}`" in diagram.legend_markdown(RUNNING)
     rows = {line.split(" | ")[0].strip("| `"): line for line in diagram.table_markdown(RUNNING).splitlines() if line.startswith("| `")}
     assert rows[PROGRESS].split(" | ")[1] == "peer" and rows[lifecycle.CANCEL].split(" | ")[1] == "local"
     # Declared outside the package: no family to compare with, no bold.
@@ -223,6 +325,21 @@ def test_a_history_is_checked_against_the_lifecycle_it_is_drawn_with():
     assert drawn.classes["done"] == "s_current" and drawn.classes["running"] == "s_visited"
     with pytest.raises(diagram.HistoryError, match="step 1 .* not a rule of late_result='cancel'"):
         diagram.check_history(path, "cancel")
+
+
+def test_any_declared_machine_is_drawn_with_its_rules_once_and_a_table_of_what_they_do():
+    from taskfate.scheduler import lifecycle as scheduler
+
+    text = diagram.declaration_mermaid(scheduler.declaration(), "t", scheduler.EFFECTS, direction="TB")
+    drawn = Mermaid(text)
+    assert drawn.direction == "TB"
+    declared = collections.Counter((r.source, r.event, r.dest) for r in diagram.split_rules(scheduler.declaration()))
+    assert _mermaid_rules(text, RUNNING) == declared
+    table = diagram.declaration_table_markdown(scheduler.declaration(), scheduler.MESSAGES, scheduler.EFFECTS)
+    assert len(table.splitlines()) == 2 + sum(declared.values())
+    assert "| `running` | `cancel_gentle` | TaskCancel not forced | stays | sends CANCEL_FAILED |" in table
+    with pytest.raises(ValueError, match="direction"):
+        diagram.declaration_mermaid(scheduler.declaration(), "t", direction="RL")
 
 
 def test_declarations_side_by_side_compare_states_and_rules():
@@ -243,10 +360,10 @@ def test_declarations_side_by_side_compare_states_and_rules():
 
 def test_lifecycle_page_draws_taskfates_own_declarations_beside_the_example_librarys():
     page = (ROOT / "docs/lifecycle.md").read_text(encoding="utf-8")
-    drawn = command.side_by_side(ROOT)
+    drawn = refresh_docs.side_by_side(ROOT)
     assert [life.name for life in drawn] == ["cancel", "cancel+running", "scaler-cancel", "pulse"]
     for life in drawn[1:]:
-        assert diagram.mermaid(life) in page
+        assert diagram.mermaid(life) in page and diagram.legend_markdown(life) in page
     assert diagram.side_by_side_markdown(drawn) in page
     # The Scaler adapter's submitted state is the one tagged running; pulse's
     # own states are drawn under its own names.
@@ -256,31 +373,63 @@ def test_lifecycle_page_draws_taskfates_own_declarations_beside_the_example_libr
 # -- dot --------------------------------------------------------------------------
 
 
-def _dot_edges(text):
-    edges = re.findall(r'^  "([^"]+)" -> "([^"]+)"(?: \[label="((?:[^"\\]|\\.)*)"[^\]]*\])?;$', text, re.M)
-    return [(s, d, label.split("\\n") if label else []) for s, d, label in edges]
+class Dot:
+    """dot text read back: states, each edge's label node and lines, notes."""
+
+    def __init__(self, text: str) -> None:
+        quoted = r'"((?:[^"\\]|\\.)*)"'
+        self.nodes = {name: attributes for name, attributes in re.findall(rf"^  {quoted} \[(.*)\];$", text, re.M)}
+        self.arrows = re.findall(rf"^  {quoted} -> {quoted}(?: \[([^\]]*)\])?;$", text, re.M)
+        self.labels = {name: self._lines(attributes) for name, attributes in self.nodes.items() if name.startswith("[label ")}
+        self.notes = {name: self._lines(attributes) for name, attributes in self.nodes.items() if name.startswith("[note ")}
+
+    @staticmethod
+    def _lines(attributes: str) -> list[str]:
+        (label,) = re.findall(r'(?:^|, )label="((?:[^"\\]|\\.)*)"', attributes)
+        return [line.replace('\\"', '"') for line in label.split("\\n")]
+
+    def edges(self) -> list[tuple[str, str, list[str]]]:
+        """(source, dest, lines) of every labelled edge: source -> label node -> dest."""
+        into = {dest: source for source, dest, _ in self.arrows if dest in self.labels}
+        out = {source: dest for source, dest, _ in self.arrows if source in self.labels}
+        assert set(into) == set(out) == set(self.labels)
+        return [(into[name], out[name], lines) for name, lines in self.labels.items()]
+
+    def note_items(self) -> list[tuple[str, str]]:
+        found = []
+        for name, (heading, *lines) in self.notes.items():
+            assert any(dest == name for _, dest, _ in self.arrows), f"{name} is attached to no state"
+            found += [(state, line) for state in heading[3:].split(", ") for line in lines]
+        return found
+
+
+def _dot_rules(text, policy):
+    drawn = Dot(text)
+    items = [(s, d, item) for s, d, lines in drawn.edges() for item in lines]
+    return _drawn_rules(items, drawn.note_items(), policy)
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-def test_dot_draws_every_declared_rule_once_and_marks_terminal_states(policy):
+def test_dot_draws_every_declared_rule_once_and_marks_terminal_and_awaiting_states(policy):
     text = diagram.dot(policy)
-    edges = _dot_edges(text)
-    items = [(s, d, item) for s, d, labels in edges if not s.startswith("[*]") and not d.startswith("[*]") for item in labels]
-    assert _drawn_rules(items) == _declared_rules(policy)
+    assert _dot_rules(text, policy) == _declared_rules(policy)
+    drawn = Dot(text)
     life = LIFECYCLES[policy]
     for state in life.states:
-        node = re.search(rf'^  "{state}" \[([^\]]*)\];$', text, re.M)
-        assert node is not None
-        assert ("peripheries=2" in node.group(1)) == (state in life.terminal)
-    assert ("[*]", life.initial, []) in edges
+        assert ("peripheries=2" in drawn.nodes[state]) == (state in life.terminal)
+        assert ("dashed" in drawn.nodes[state]) == (state in life.awaiting)
+    assert ("[*]", life.initial, "") in drawn.arrows
+    finals = "; ".join(f'"{state}"' for state in life.states if state in life.terminal)
+    assert f"{{ rank=same; {finals}; }}" in text  # the final states in one row
 
 
-def test_dot_and_mermaid_carry_the_same_labels():
-    mermaid_items = sorted(item for _, _, item in Mermaid(diagram.mermaid()).items())
-    dot_items = sorted(
-        item for s, d, labels in _dot_edges(diagram.dot()) if "[*]" not in s and "[*]" not in d for item in labels
-    )
-    assert [item.replace("\\", "") for item in dot_items] == mermaid_items
+def test_dot_and_mermaid_carry_the_same_lines():
+    for life in (LIFECYCLES["cancel"], STARTED_LIFECYCLES["cancel"], RUNNING):
+        mermaid, dot = Mermaid(diagram.mermaid(life)), Dot(diagram.dot(life))
+        assert sorted((s, d, tuple(lines)) for s, d, lines in mermaid.edges if "[*]" not in s + d) == sorted(
+            (s, d, tuple(lines)) for s, d, lines in dot.edges()
+        )
+        assert sorted(mermaid.note_items()) == sorted(dot.note_items())
 
 
 # -- The table ----------------------------------------------------------------------------
@@ -342,12 +491,14 @@ def test_a_futures_history_is_highlighted_step_by_step(policy):
         role = "current" if state == future.state else "visited" if state in visited else "unvisited"
         assert drawn.classes[state] == f"s_{role}"
     # All the rules are still there; only the path is marked.
-    assert _drawn_rules(drawn.items()) == _declared_rules(policy)
+    assert _mermaid_rules(diagram.mermaid(policy, saved.steps), policy) == _declared_rules(policy)
 
     dot = diagram.dot(policy, saved.steps)
-    taken = {(s, d) for s, d, labels in _dot_edges(dot) if any(re.match(r"^\[[\d,]+\] ", item) for item in labels)}
+    taken = {(s, d) for s, d, labels in Dot(dot).edges() if any(re.match(r"^\[[\d,]+\] ", item) for item in labels)}
     assert taken == {(step.source, step.dest) for step in history}
-    assert dot.count('color="#1d4ed8", fontcolor="#1d4ed8", penwidth=2') == len(taken)
+    # Both halves of a taken edge (into its label and on to its state) are coloured.
+    assert dot.count('color="#1d4ed8", penwidth=2') == 2 * len(taken)
+    assert _dot_rules(dot, policy) == _declared_rules(policy)
 
 
 def test_an_empty_history_marks_the_initial_state_current():
@@ -397,11 +548,11 @@ def test_a_saved_history_that_cannot_be_read_says_why(text, message):
 # -- The docs ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("relative", list(command.documents()))
+@pytest.mark.parametrize("relative", list(refresh_docs.documents()))
 def test_committed_docs_match_the_declaration(relative):
     committed = (ROOT / relative).read_text(encoding="utf-8")
     try:
-        fresh = diagram.refresh_document(committed, command.documents()[relative], command.all_sections(ROOT))
+        fresh = diagram.refresh_document(committed, refresh_docs.documents()[relative], refresh_docs.all_sections(ROOT))
     except diagram.DocsError as exc:
         pytest.fail(f"{relative}: {exc}")
     assert fresh == committed, (
@@ -410,12 +561,14 @@ def test_committed_docs_match_the_declaration(relative):
     )
 
 
-def test_lifecycle_page_shows_both_policies_diagram_and_table():
+def test_lifecycle_page_shows_both_policies_diagram_legend_and_table():
     page = (ROOT / "docs/lifecycle.md").read_text(encoding="utf-8")
     for policy in POLICIES:
         assert diagram.mermaid(policy) in page
+        assert diagram.legend_markdown(policy, messages=False) in page
         assert diagram.table_markdown(policy) in page
-    assert diagram.mermaid() in (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert diagram.mermaid() in readme and diagram.legend_markdown() in readme
 
 
 def test_refresh_keeps_everything_outside_the_markers():
@@ -425,6 +578,19 @@ def test_refresh_keeps_everything_outside_the_markers():
     assert out.startswith("intro\n<!-- BEGIN GENERATED a:") and out.endswith("<!-- END GENERATED b -->\nend")
     assert "\nnew A\n<!-- END GENERATED a -->\nmiddle\n" in out and "old" not in out
     assert diagram.refresh_document(out, ["a", "b"], sections) == out
+
+
+def test_refresh_rewrites_markers_that_name_an_older_command():
+    text = (
+        "<!-- BEGIN GENERATED a: made from the declarations by `taskfate diagram --update-docs`; do not edit by hand -->\n"
+        "old\n  <!--END GENERATED a-->\n"
+    )
+    out = diagram.refresh_document(text, ["a"], {"a": "A\n"})
+    assert out == f"<!-- BEGIN GENERATED a: made from the declarations by `{diagram.REFRESH_COMMAND}`; do not edit by hand -->\nA\n<!-- END GENERATED a -->\n"
+    assert diagram.REFRESH_COMMAND == "python maintainer/refresh_docs.py"
+    # A longer name is another section, not this one.
+    with pytest.raises(diagram.DocsError, match="unknown generated section 'a-b'"):
+        diagram.refresh_document(out + "<!-- BEGIN GENERATED a-b -->\n", ["a"], {"a": "A\n"})
 
 
 @pytest.mark.parametrize(
@@ -439,6 +605,41 @@ def test_refresh_keeps_everything_outside_the_markers():
 def test_refresh_refuses_broken_markers(text, message):
     with pytest.raises(diagram.DocsError, match=message):
         diagram.refresh_document(text, ["a"], {"a": "A\n"})
+
+
+def _checkout_copy(tmp_path):
+    for relative in [*refresh_docs.documents(), refresh_docs.EXAMPLE]:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / relative, tmp_path / relative)
+
+
+def test_the_maintainers_refresh_regenerates_only_the_marked_sections(capsys, tmp_path):
+    _checkout_copy(tmp_path)
+    page = tmp_path / "docs/lifecycle.md"
+    committed = page.read_text()
+    stale = committed.replace(diagram.table_markdown("deliver"), "| stale |\n")
+    assert stale != committed
+    page.write_text(stale)
+    assert refresh_docs.main(["--root", str(tmp_path), "--check"]) == 1
+    assert page.read_text() == stale and f"{page}: stale" in capsys.readouterr().out
+    assert refresh_docs.main(["--root", str(tmp_path)]) == 0
+    assert page.read_text() == committed
+    assert (tmp_path / "README.md").read_text() == (ROOT / "README.md").read_text()
+    out = capsys.readouterr().out
+    assert f"{page}: updated" in out and "README.md: up to date" in out
+    assert refresh_docs.main(["--root", str(tmp_path), "--check"]) == 0
+
+
+def test_the_maintainers_refresh_with_a_missing_marker_changes_no_file(capsys, tmp_path):
+    _checkout_copy(tmp_path)
+    readme, page = tmp_path / "README.md", tmp_path / "docs/lifecycle.md"
+    readme.write_text(readme.read_text().replace("late_result=cancel", "stale"))
+    page.write_text(page.read_text().replace("<!-- END GENERATED lifecycle-deliver -->", ""))
+    before = readme.read_text(), page.read_text()
+    assert refresh_docs.main(["--root", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "lifecycle-deliver" in err and "Traceback" not in err and err.count("\n") >= 1
+    assert (readme.read_text(), page.read_text()) == before
 
 
 # -- The command line ------------------------------------------------------------------------
@@ -471,7 +672,8 @@ def test_cli_draws_a_named_declaration(capsysbinary):
     assert out.decode() == diagram.mermaid(RUNNING)
     status, out, err = run_cli(capsysbinary, "--declaration", "explored_lifecycles:declaration", "--format", "dot")
     assert status == 0, err
-    assert "progress" in out.decode() and '"running" -> "done"' in out.decode()
+    assert ("running", PROGRESS) in Dot(out.decode()).note_items()
+    assert ("running", "done") in [(s, d) for s, d, _ in Dot(out.decode()).edges()]
     status, out, err = run_cli(capsysbinary, "--declaration", "explored_lifecycles:RUNNING", "--policy", "cancel")
     assert status == 1 and out == b"" and "not both" in err
     status, out, err = run_cli(capsysbinary, "--declaration", "no_such_module:X")
@@ -577,37 +779,8 @@ def test_the_system_dot_program_renders_svg(capsysbinary, monkeypatch):
     assert "<svg" in out.decode() and ">cancel_requested<" in out.decode()
 
 
-def _checkout_copy(tmp_path):
-    for relative in [*command.documents(), command.EXAMPLE]:
-        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / relative, tmp_path / relative)
-
-
-def test_cli_update_docs_regenerates_only_the_marked_sections(capsysbinary, tmp_path):
-    _checkout_copy(tmp_path)
-    page = tmp_path / "docs/lifecycle.md"
-    committed = page.read_text()
-    stale = committed.replace(diagram.table_markdown("deliver"), "| stale |\n")
-    assert stale != committed
-    page.write_text(stale)
-    status, out, err = run_cli(capsysbinary, "--update-docs", "--docs-root", str(tmp_path))
-    assert status == 0, err
-    assert page.read_text() == committed
-    assert (tmp_path / "README.md").read_text() == (ROOT / "README.md").read_text()
-    assert f"{page}: updated" in out.decode() and "README.md: up to date" in out.decode()
-
-
-def test_cli_update_docs_with_a_missing_marker_changes_no_file(capsysbinary, tmp_path):
-    _checkout_copy(tmp_path)
-    readme, page = tmp_path / "README.md", tmp_path / "docs/lifecycle.md"
-    readme.write_text(readme.read_text().replace("(TaskResult SUCCESS)", "(stale)"))
-    page.write_text(page.read_text().replace("<!-- END GENERATED lifecycle-deliver -->", ""))
-    before = readme.read_text(), page.read_text()
-    status, out, err = run_cli(capsysbinary, "--update-docs", "--docs-root", str(tmp_path))
-    assert status == 1 and "lifecycle-deliver" in err and "Traceback" not in err
-    assert (readme.read_text(), page.read_text()) == before
-
-
-def test_cli_update_docs_refuses_drawing_options(capsysbinary):
-    status, _, err = run_cli(capsysbinary, "--update-docs", "--format", "dot")
-    assert status == 1 and "--update-docs takes no" in err
+def test_the_command_line_does_not_refresh_docs(capsysbinary):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["diagram", "--update-docs"])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --update-docs" in capsysbinary.readouterr().err.decode()

@@ -70,20 +70,25 @@ def test_the_drawn_scheduler_machine_shows_every_declared_rule_once():
     from taskfate.fsm.diagram import split_rules
 
     text = slc.mermaid()
-    edges: dict[tuple[str, str], list[str]] = {}
+    drawn = []
     for source, dest, label in re.findall(r"^  (\w+) --> (\w+): (.*)$", text, flags=re.M):
-        edges[(source, dest)] = [part.split(" ")[0] for part in label.split("<br>")]
-    drawn = sorted((s, d, e) for (s, d), events in edges.items() for e in events)
-    declared = sorted((r.source, r.dest or r.source, r.event) for r in split_rules(slc.declaration()))
-    assert drawn == declared
+        drawn += [(source, dest, part.split(" / ")[0]) for part in label.split("<br>")]
+    # A rule that keeps the state is a line of the note naming the states it holds in.
+    for heading, lines in re.findall(r"^  note left of \w+\n    in ([^\n]*)\n((?:    [^\n]*\n)*?)  end note$", text, flags=re.M):
+        drawn += [(state, None, line.strip().split(" / ")[0]) for state in heading.split(", ") for line in lines.splitlines()]
+    declared = [(r.source, r.dest, r.event) for r in split_rules(slc.declaration())]
+    assert sorted(drawn, key=repr) == sorted(declared, key=repr)
     for state in slc.TERMINAL:
         assert f"class {state} s_terminal" in text and f"{state} --> [*]" in text
+    # What each rule does is in the table beside the picture.
+    table = slc.table()
+    assert "| `running` | `cancel_force` | TaskCancel force | `canceled` | kills the worker, sends CANCELED, dependants take dependency_canceled |" in table
 
 
 def test_the_transport_docs_show_the_current_scheduler_machine():
     from pathlib import Path
 
-    from taskfate.client.commands.diagram import SCHEDULER_DOCUMENTS, scheduler_sections
+    from refresh_docs import SCHEDULER_DOCUMENTS, scheduler_sections
     from taskfate.fsm.diagram import REFRESH_COMMAND, refresh_document
 
     root = Path(__file__).resolve().parents[1]

@@ -19,7 +19,15 @@ from taskfate.client.future import Future
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("demo", help="run a scheduler and a client on loopback and watch futures live")
+    parser = subparsers.add_parser(
+        "demo",
+        help="run a scheduler and a client on loopback and watch futures live",
+        description=(
+            "Start a reference scheduler with worker processes and a client on loopback, submit tasks, "
+            "cancel some while queued, some while running (forced and not), one after it finished and a "
+            "graph in the middle of its run, and print each future's lifecycle as it went. Takes a few seconds."
+        ),
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default: %(default)s)")
     parser.add_argument("--cancel-timeout", type=float, default=5.0, help="lifecycle bound on a cancel (s)")
     parser.set_defaults(handler=run)

@@ -10,16 +10,14 @@ the command says so in one line and exits 1; nothing is written.
 ``Lifecycle``, a declaration dict declared with the stock classifier, or a
 function returning either) instead of a stock policy's.
 
-``--update-docs`` regenerates the marked sections of the checkout's docs
-(``documents()`` lists them); the test suite fails while they differ from
-the declarations.
+Refreshing the diagrams in taskfate's own docs is a maintainer's job, done
+from a checkout by ``maintainer/refresh_docs.py``, not by this command.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import os
 import shutil
@@ -75,22 +73,11 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="highlight the path saved by taskfate.fsm.diagram.history_to_json(future.history, policy)",
     )
-    parser.add_argument(
-        "--update-docs",
-        action="store_true",
-        help="regenerate the marked sections of README.md, docs/lifecycle.md and docs/transport.md",
-    )
-    parser.add_argument("--docs-root", type=Path, default=Path("."), help="checkout whose docs --update-docs refreshes")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        if args.update_docs:
-            if args.format or args.policy or args.output or args.history or args.declaration:
-                raise DiagramError("--update-docs takes no --format, --policy, --declaration, --output or --history")
-            update_docs(args.docs_root)
-            return 0
         data = _draw(args)
         _write(data, args.output)
     except DiagramError as exc:
@@ -209,112 +196,7 @@ def _replace(path: Path, data: bytes) -> None:
         raise DiagramError(f"cannot write {path}: {exc}") from None
 
 
-#: Generated sections drawn from the scheduler's declaration. They are
-#: assembled here, not in taskfate.fsm, which does not import the scheduler.
-SCHEDULER_DOCUMENTS = {"docs/transport.md": ("scheduler-diagram",)}
-
-
 def _scheduler_mermaid() -> str:
     from taskfate.scheduler import lifecycle as scheduler_lifecycle
 
     return scheduler_lifecycle.mermaid()
-
-
-def scheduler_sections() -> dict[str, str]:
-    """The generated sections drawn from the scheduler's declaration, by name."""
-    return {"scheduler-diagram": "```mermaid\n" + _scheduler_mermaid() + "```\n"}
-
-
-#: Generated sections drawn from lifecycles outside taskfate.fsm: the Scaler
-#: adapter's (taskfate.client.scaler, which needs the ``scaler`` extra) and
-#: the example library's of docs/declaring.md (a file of the checkout).
-LIBRARY_DOCUMENTS = {"docs/lifecycle.md": ("declarations",), "docs/declaring.md": ("example-pulse", "example-pulse-diagram")}
-#: The example library's declaration, relative to the checkout.
-EXAMPLE = Path("docs/examples/pulse_lifecycle.py")
-
-
-def documents() -> dict[str, tuple[str, ...]]:
-    """Every document with generated sections, and the sections it holds."""
-    merged: dict[str, tuple[str, ...]] = {}
-    for source in (diagram.DOCUMENTS, SCHEDULER_DOCUMENTS, LIBRARY_DOCUMENTS):
-        for relative, names in source.items():
-            merged[relative] = merged.get(relative, ()) + names
-    return merged
-
-
-def load_example(root: Path) -> Any:
-    """The example library's module, loaded from ``root``'s copy of it."""
-    path = root / EXAMPLE
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    if spec is None or spec.loader is None or not path.is_file():
-        raise DiagramError(f"cannot load the example lifecycle {path} (run from a taskfate checkout or pass --docs-root)")
-    module = importlib.util.module_from_spec(spec)
-    # Registered while it runs: dataclasses look their module up by name.
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
-
-
-def side_by_side(root: Path) -> tuple[Lifecycle, ...]:
-    """The declarations ``docs/lifecycle.md`` draws side by side: taskfate's
-    own (the stock one, its ``Client``'s, the Scaler adapter's) and the
-    example library's."""
-    try:
-        from taskfate.client.scaler import scaler_lifecycle
-    except ImportError as exc:
-        raise DiagramError(f"drawing the Scaler adapter's lifecycle needs the scaler extra: {exc}") from None
-    return (
-        lc.STOCK_LIFECYCLES[lc.DEFAULT_POLICY],
-        lc.STARTED_LIFECYCLES[lc.DEFAULT_POLICY],
-        scaler_lifecycle(lc.DEFAULT_POLICY),
-        load_example(root).LIFECYCLE,
-    )
-
-
-def library_sections(root: Path) -> dict[str, str]:
-    """The generated sections drawn from lifecycles outside taskfate.fsm."""
-    drawn = side_by_side(root)
-    example = drawn[-1]
-    source = (root / EXAMPLE).read_text(encoding="utf-8")
-    return {
-        "declarations": "".join(diagram.fenced(diagram.mermaid(lifecycle)) + "\n" for lifecycle in drawn[1:])
-        + diagram.side_by_side_markdown(drawn),
-        "example-pulse": f"```python\n# {EXAMPLE.as_posix()}\n{source}```\n",
-        "example-pulse-diagram": diagram.fenced(diagram.mermaid(example)) + "\n" + diagram.table_markdown(example),
-    }
-
-
-def all_sections(root: Path) -> dict[str, str]:
-    """Every generated section of the checkout at ``root``, by name."""
-    return {**diagram.docs_sections(), **scheduler_sections(), **library_sections(root)}
-
-
-def update_docs(root: Path) -> list[Path]:
-    """Regenerate every document's marked sections under ``root``.
-
-    Every document is read and checked before any is written, so a missing
-    marker in one leaves all of them untouched. Returns the files changed.
-    """
-    sections = all_sections(root)
-    refreshed = []
-    for relative, names in documents().items():
-        path = root / relative
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise DiagramError(f"cannot read {path} (run from a taskfate checkout or pass --docs-root): {exc}") from None
-        try:
-            new = diagram.refresh_document(text, names, sections)
-        except diagram.DocsError as exc:
-            raise DiagramError(f"{path}: {exc}") from None
-        refreshed.append((path, text, new))
-    changed = []
-    for path, old, new in refreshed:
-        if new != old:
-            _replace(path, new.encode("utf-8"))
-            changed.append(path)
-        print(f"{path}: {'updated' if new != old else 'up to date'}")
-    return changed

@@ -1,9 +1,28 @@
 """``taskfate explore``: every ordering of the protocol up to a bound, checked.
 
-Runs taskfate.fsm.explore over a declared lifecycle (each stock policy, or
-the one --declaration names), prints a summary on stdout and, for each
-broken promise, the shortest trace and the command that replays it.
-Progress goes to stderr on long runs.
+:data:`DESCRIPTION` is what ``taskfate explore --help`` prints: how the
+exploration runs, its exit status and examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Any
+
+from taskfate.fsm import lifecycle as lc
+from taskfate.fsm.declare import Table
+from taskfate.fsm.explore import SCHEDULERS, Explorer, load_lifecycle, load_table
+from taskfate.fsm.explore_system import SystemExplorer, parse_system_trace
+
+#: The command's help, in plain text: argparse prints it as written.
+DESCRIPTION = """\
+Check every ordering of the protocol's messages, up to a bound, against the
+promises of a declared lifecycle: each stock policy's, or the one
+--declaration names. Prints a summary on stdout and, for each broken
+promise, the shortest trace and the command that replays it. Progress goes
+to stderr on long runs.
 
 --declaration MODULE:NAME names a Lifecycle (made by taskfate.fsm.declare),
 a declaration dict (declared with the stock message classifier), or a
@@ -23,24 +42,12 @@ examples:
   taskfate explore --system --futures 2             with the declared scheduler and a lossy channel
 """
 
-from __future__ import annotations
-
-import argparse
-import importlib
-import sys
-from typing import Any
-
-from taskfate.fsm import lifecycle as lc
-from taskfate.fsm.declare import Table
-from taskfate.fsm.explore import SCHEDULERS, Explorer, load_lifecycle, load_table
-from taskfate.fsm.explore_system import SystemExplorer, parse_system_trace
-
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "explore",
         help="check every ordering of messages up to a depth against the lifecycle's promises",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = parser.add_argument_group("what to explore")

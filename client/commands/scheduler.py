@@ -10,7 +10,15 @@ _log = logging.getLogger("taskfate.scheduler")
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("scheduler", help="run a reference scheduler with worker processes")
+    parser = subparsers.add_parser(
+        "scheduler",
+        help="run a reference scheduler with worker processes",
+        description=(
+            "Run taskfate's reference scheduler in the foreground until Ctrl-C: clients connect at --address, "
+            "each client's tasks run in worker processes of its own (unless --share-workers), with optional "
+            "seeded fault injection and CURVE encryption with an allow-list of client keys."
+        ),
+    )
     parser.add_argument("--address", default="tcp://127.0.0.1:5560", help="where clients connect (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default: %(default)s)")
     parser.add_argument(
