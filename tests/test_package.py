@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import re
+import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -24,6 +27,7 @@ def test_the_wheel_installs_only_under_the_taskfate_namespace(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names}
     assert top == {"taskfate", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
+    assert f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info/licenses/LICENSE" in names
     for layer in ("protocol", "fsm", "client"):
         assert f"taskfate/{layer}/py.typed" in names
         for source in (root / layer).rglob("*.py"):
@@ -89,3 +93,66 @@ def test_command_line_version_and_demo():
     assert demo.returncode == 0, demo.stderr
     for line in ("cancel while queued: cancelled", "cancel while running: cancelled", "graph node d: cancelled", "every future ended"):
         assert line in demo.stdout, demo.stdout
+
+
+#: What the sdist must carry for the suite to run from it (MANIFEST.in).
+SDIST_FOLDERS = ("tests", "docs", "bench", ".ci")
+
+
+def _shipped_files(root: Path) -> set[str]:
+    """The files of SDIST_FOLDERS that an sdist of ``root`` must hold: the
+    tracked ones in a git checkout, otherwise (an unpacked sdist) all of them."""
+    if (root / ".git").exists():
+        listed = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z", "--", *SDIST_FOLDERS], capture_output=True, check=True, timeout=60
+        )
+        return {name for name in listed.stdout.decode().split("\0") if name}
+    return {
+        path.relative_to(root).as_posix()
+        for folder in SDIST_FOLDERS
+        for path in (root / folder).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+@pytest.mark.timeout(300)
+def test_the_sdist_carries_the_suite_and_what_it_reads(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    # Built from a copy without the egg-info an editable install leaves:
+    # setuptools would add every file its old SOURCES.txt lists, whatever
+    # MANIFEST.in says.
+    tree = tmp_path / "tree"
+    shutil.copytree(root, tree, ignore=shutil.ignore_patterns(".git", ".venv*", "*.egg-info", "build", "dist", "__pycache__", ".*_cache", ".hypothesis"))
+    subprocess.run(
+        [sys.executable, "-m", "build", "--sdist", "-o", str(tmp_path), str(tree)],
+        check=True,
+        capture_output=True,
+        timeout=280,
+    )
+    (sdist,) = tmp_path.glob("taskfate-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        prefix, names = sdist.name.removesuffix(".tar.gz") + "/", archive.getnames()
+    shipped = {name.removeprefix(prefix) for name in names}
+    missing = _shipped_files(root) - shipped
+    assert not missing, f"not in the sdist: {sorted(missing)}"
+    for required in ("LICENSE", "README.md", "pyproject.toml", "tests/conftest.py", "docs/examples/pulse_lifecycle.py"):
+        assert required in shipped, required
+    assert not any(name.endswith(".pyc") or "/.venv" in name for name in names)
+
+
+def test_the_installed_metadata_names_the_license_and_its_file():
+    metadata = importlib.metadata.metadata("taskfate")
+    assert metadata["License-Expression"] == "Apache-2.0"
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    assert not [c for c in metadata.get_all("Classifier") or [] if c.startswith("License ::")]
+
+
+def test_the_readmes_relative_links_name_files_that_ship():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    targets = {link.split("#", 1)[0] for link in re.findall(r"\]\(([^)\s]+)\)", readme) if "://" not in link}
+    targets.discard("")
+    assert targets, "README lost its links"
+    for target in sorted(targets):
+        assert (root / target).is_file(), f"README links to {target}, which does not exist"
+        assert target == "LICENSE" or target.split("/", 1)[0] in SDIST_FOLDERS, f"{target} is not in a folder the sdist ships"
