@@ -96,7 +96,7 @@ def test_command_line_version_and_demo():
 
 
 #: What the sdist must carry for the suite to run from it (MANIFEST.in).
-SDIST_FOLDERS = ("tests", "docs", "bench", ".ci")
+SDIST_FOLDERS = ("tests", "docs", "bench", ".ci", "maintainer")
 
 
 def _shipped_files(root: Path) -> set[str]:
@@ -125,6 +125,9 @@ def test_the_sdist_carries_the_suite_and_what_it_reads(tmp_path):
     shutil.copytree(root, tree, ignore=shutil.ignore_patterns(".git", ".venv*", "*.egg-info", "build", "dist", "__pycache__", ".*_cache", ".hypothesis"))
     subprocess.run(
         [sys.executable, "-m", "build", "--sdist", "-o", str(tmp_path), str(tree)],
+        # Not from the checkout: its git-ignored build/ folder (API reference,
+        # rendered diagrams) would shadow the build package.
+        cwd=tmp_path,
         check=True,
         capture_output=True,
         timeout=280,
