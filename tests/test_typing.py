@@ -75,16 +75,19 @@ def test_a_typed_user_program_passes_mypy_strict(mypy):
 @pytest.mark.timeout(3 * MYPY_TIMEOUT)
 def test_mypy_strict_rejects_each_mistake_and_nothing_else(mypy):
     script = TYPED / "wrong.py"
+    # line -> the error codes accepted there ("call-arg|misc": mypy releases
+    # differ in the code they give some mistakes)
     expected = {
-        (number, match.group(1))
+        number: set(match.group(1).split("|"))
         for number, line in enumerate(script.read_text().splitlines(), 1)
-        if (match := re.search(r"# error: ([a-z-]+)$", line))
+        if (match := re.search(r"# error: ([a-z|-]+)$", line))
     }
     assert len(expected) >= 10
     checked = mypy(script)
     assert checked.returncode == 1, checked.stdout + checked.stderr
     found = {
-        (int(match.group(1)), match.group(2))
+        int(match.group(1)): match.group(2)
         for match in re.finditer(r"^[^:\n]*wrong\.py:(\d+): error: .*\[([a-z-]+)\]$", checked.stdout, re.MULTILINE)
     }
-    assert found == expected, checked.stdout
+    assert set(found) == set(expected), checked.stdout
+    assert all(found[number] in expected[number] for number in found), checked.stdout

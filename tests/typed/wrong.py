@@ -22,7 +22,7 @@ def mistakes(client: Client) -> None:
     Client("tcp://127.0.0.1:5560", late_result="ignore")  # error: arg-type
     FutureManager(print, late_result="discard")  # error: arg-type
     future: Future[str] = client.submit(square, 3)  # error: arg-type
-    client.shutdown(True, True)  # error: call-arg
+    client.shutdown(True, True)  # error: call-arg|misc
     manager = FutureManager(print)
     wrong_id: int = manager.submit(Task(TaskID.new(), b"")).task_id  # error: assignment
     print(text, words, future, wrong_id)
