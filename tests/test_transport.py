@@ -416,7 +416,7 @@ def test_a_restarted_scheduler_fails_the_futures_it_forgot():
         assert client.submit(operator.add, 1, 1).result(timeout=WAIT) == 2
         lost = client.submit(time.sleep, 30)
         _wait_running(first, [lost])
-        first.stop()
+        first.stop(timeout=WAIT)  # its sockets closed, however loaded the machine
         second = _started_on(address)
         try:
             with pytest.raises(ConnectionLost, match="dropped"):
