@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from taskfate.client.commands.diagram import write_atomically
 from taskfate.fsm import diagram
 from taskfate.fsm import lifecycle as lc
 from taskfate.fsm.declare import Lifecycle
@@ -124,19 +123,6 @@ def all_sections(root: Path) -> dict[str, str]:
     return {**diagram.docs_sections(), **scheduler_sections(), **library_sections(root)}
 
 
-def _replace(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder,
-    so a failure part-way leaves the old file as it was."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def refresh(root: Path, *, write: bool = True) -> list[Path]:
     """Regenerate every document's marked sections under ``root``; returns
     the documents that differed (and, with ``write``, were rewritten).
@@ -162,7 +148,7 @@ def refresh(root: Path, *, write: bool = True) -> list[Path]:
         if new != old:
             if write:
                 try:
-                    _replace(path, new.encode("utf-8"))
+                    write_atomically(path, new.encode("utf-8"))
                 except OSError as exc:
                     raise RefreshError(f"cannot write {path}: {exc}") from None
             changed.append(path)

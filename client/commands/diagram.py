@@ -180,18 +180,23 @@ def _write(data: bytes, output: Path | None) -> None:
     _replace(output, data)
 
 
-def _replace(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder,
-    so a failure part-way leaves the old file as it was."""
+    so a failure part-way leaves the old file as it was. (The docs refresh,
+    maintainer/refresh_docs.py, writes through it too.)"""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(data)
-            os.replace(temporary, path)
-        except BaseException:
-            os.unlink(temporary)
-            raise
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _replace(path: Path, data: bytes) -> None:
+    try:
+        write_atomically(path, data)
     except OSError as exc:
         raise DiagramError(f"cannot write {path}: {exc}") from None
 
