@@ -23,8 +23,10 @@ How future and manager talk
 The future uses its manager's public surface only: ``lock``, ``lifecycle``,
 ``serializer``, ``cancel_timeout``, ``stats``, ``deadlines``,
 ``dispatch``/``expire`` and, from callbacks under the lock, ``send_later``
-and ``cancel_siblings``. The manager calls one method of the future:
-``_ended`` (wake whoever waits, hand over the done callbacks). The runtime owns three fields (see its module).
+and the callbacks it implements itself (``send_cancel``, ``cancel_group``,
+the confirm deadline). The runtime (``taskfate.client.runtime``) writes the
+future's state fields, takes its done callbacks when it ends, and calls
+``_wake`` when somebody waits on it.
 
 Guarantees
 ----------

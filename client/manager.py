@@ -241,7 +241,7 @@ class FutureManager:
             send(task)
         except BaseException:
             with self.lock:
-                self._forget(future)
+                self.forget(future)
             raise
         return future
 
@@ -381,7 +381,7 @@ class FutureManager:
                 if sibling is not future:
                     self.fire(sibling, GROUP_CANCEL, None)
 
-    def leave_group(self, future: Future) -> None:
+    def _leave_group(self, future: Future) -> None:
         """Stop routing group messages to ``future`` (it ended)."""
         group_id = future.group_id
         members = self._groups.get(group_id) if group_id is not None else None
@@ -393,7 +393,7 @@ class FutureManager:
     def run_callbacks(self, future: Future, callbacks: tuple[Callable[[Future], object], ...]) -> None:
         """Run ``callbacks`` for ``future`` on this thread, after the lock is
         released (now, unless the caller holds the lock), as every done
-        callback runs: see :meth:`_release`."""
+        callback runs: see :meth:`_unlock`."""
         self.lock.acquire()
         self._due.append((future, callbacks))
         self._unlock()
@@ -424,12 +424,15 @@ class FutureManager:
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug("task %s: %s ignored in state %s", future.task_id.hex(), event, future._fsm)
 
-    def _forget(self, future: Future) -> None:
-        """Stop routing to ``future`` without ending it (its task never left)."""
+    def forget(self, future: Future) -> None:
+        """Stop routing messages (its own and its group's) to ``future``: the
+        steps call it when a future ends, ``submit`` when its task never
+        left. A tool may have dispatched on a future no longer routed, so
+        only this very future is removed."""
         if self.routes.get(future.task_id) is future:
             del self.routes[future.task_id]
         if future.group_id is not None:
-            self.leave_group(future)
+            self._leave_group(future)
 
     def _broadcast(self, event: str, argument: Any) -> list[Future]:
         awaiting = self.lifecycle.awaiting

@@ -69,17 +69,14 @@ class Host(Protocol):
     """What the steps need of the manager that runs them, all of it, read
     once when they are compiled."""
 
-    #: The routing table: a step that ends a future removes it.
-    routes: dict[Any, Future]
-
     def clock(self) -> float:
         """The time a history entry records."""
 
     def queue_due(self, due: Due) -> None:
         """Queue a finished future's done callbacks, to run after the lock."""
 
-    def leave_group(self, future: Future) -> None:
-        """Stop routing a group's messages to ``future``, which ended."""
+    def forget(self, future: Future) -> None:
+        """Stop routing messages (its own and its group's) to ``future``."""
 
     def ignored(self, future: Future, event: str) -> None:
         """``future``'s state has no rule for ``event``."""
@@ -176,8 +173,7 @@ def _step(
     entry = (event, source, dest)
     limit = 2 * history_limit
     clock = host.clock
-    live = host.routes
-    leave_group = host.leave_group
+    forget = host.forget
     queue_due = host.queue_due
 
     def step(future: Future, argument: Any) -> None:
@@ -192,14 +188,9 @@ def _step(
         for callback in after:
             callback(future, argument)
         if outcome is not None:
-            # The future ended: route nothing more to it (a tool may have
-            # dispatched on one no longer routed), wake its waiters, and
-            # hand its done callbacks over, once.
-            task_id = future.task_id
-            if live.get(task_id) is future:
-                del live[task_id]
-            if future.group_id is not None:
-                leave_group(future)
+            # The future ended: route nothing more to it, wake its waiters,
+            # and hand its done callbacks over, once.
+            forget(future)
             if future._waiting is not None:
                 future._wake(outcome)
             done = future._callbacks
