@@ -16,6 +16,7 @@ import pickle
 import sys
 import threading
 import time
+from typing import Any
 
 import cloudpickle
 import pytest
@@ -451,6 +452,27 @@ def _attack(address: str, victim_ids: list[TaskID], stop: threading.Event, sent:
         socket.close()
 
 
+def _result_or_explain(future: Any, scheduler: Scheduler, client: Client) -> Any:
+    """``future.result(timeout=WAIT)``; on a timeout, fail with what both
+    sides knew about the task then (read racily from the scheduler thread's
+    tables: for the report only), so a failure under load says where the
+    task stood rather than only that it was late."""
+    try:
+        return future.result(timeout=WAIT)
+    except concurrent.futures.TimeoutError:
+        record = scheduler._tasks.get(future.task_id)
+        group = sorted(scheduler._groups.get(future.group_id, ())) if future.group_id is not None else []
+        members = {member.hex()[:8]: getattr(scheduler._tasks.get(member), "state", "finished") for member in group}
+        workers = [(w.name, w.owner.hex()[:8] if w.owner else None, w.ready, w.killed, w.task is not None) for w in list(scheduler._workers.values())]
+        raise AssertionError(
+            f"no answer for {future!r} in {WAIT}s (history {future.history}); scheduler: "
+            f"record state={getattr(record, 'state', None)} waiting_on={getattr(record, 'waiting_on', None)} "
+            f"finished={future.task_id in scheduler._finished} group={members} workers={workers} "
+            f"idle={len(scheduler._idle)} ready_queues={ {k.hex()[:8]: len(v) for k, v in list(scheduler._ready.items())} } "
+            f"stats={dict(scheduler.stats)}; client stats={dict(client.stats)}"
+        ) from None
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_an_honest_clients_work_completes_while_an_attacker_does_everything():
@@ -470,8 +492,8 @@ def test_an_honest_clients_work_completes_while_an_attacker_does_everything():
                     victim_ids.extend(f.task_id for f in futures[:5])
                     graph = honest.submit_graph({"a": 2, "b": (operator.add, "a", 5), "c": (operator.mul, "b", "b")}, ["a", "c"])
                     victim_ids.append(graph["a"].task_id)
-                    assert [f.result(timeout=WAIT) for f in futures] == [i * 3 for i in range(40)]
-                    assert graph["c"].result(timeout=WAIT) == 49
+                    assert [_result_or_explain(f, scheduler, honest) for f in futures] == [i * 3 for i in range(40)]
+                    assert _result_or_explain(graph["c"], scheduler, honest) == 49
                     rounds += 1
             finally:
                 stop.set()
