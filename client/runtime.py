@@ -51,7 +51,7 @@ Python frame around it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from taskfate.fsm.declare import (
     ARM_CONFIRM_TIMEOUT,
@@ -266,18 +266,15 @@ def history_of(entries: tuple[Any, ...]) -> list[tuple[str, str, str, float]]:
 PLAIN_ENDING_CALLBACKS = (KEEP_RESULT, KEEP_CONNECTION_ERROR, DISARM_CONFIRM_TIMEOUT)
 
 
-class PlainEnding(NamedTuple):
-    """A rule that ends a future and does nothing else that the manager
-    cannot do in place: what ``FutureManager.on_message``'s fast path needs
-    to run it without the step (see :func:`plain_endings`)."""
-
-    dest: str
-    outcome: str
-    entry: tuple[str, str, str]
-    #: Stores the message (the setter of the slot ``keep_result`` or
-    #: ``keep_connection_error`` stores into), or ``None``.
-    store: Callable[[Future, Any], object] | None
-    disarm: bool
+#: A rule that ends a future and does nothing else that the manager cannot
+#: do in place: ``(dest, outcome, entry, store, disarm)``, what
+#: ``FutureManager.on_message``'s fast path unpacks to run it without the
+#: step (see :func:`plain_endings`). ``entry`` is the history entry,
+#: ``store`` the setter of the slot ``keep_result`` or
+#: ``keep_connection_error`` stores into (called ``store(future,
+#: message)``) or ``None``, ``disarm`` whether the confirm deadline is taken
+#: back. A plain tuple: one unpacking on the hot path.
+PlainEnding = tuple[str, str, tuple[str, str, str], Any, bool]
 
 
 def plain_endings(lifecycle: Lifecycle, future_class: type[Future]) -> dict[str, dict[str, PlainEnding]]:
@@ -308,7 +305,5 @@ def plain_endings(lifecycle: Lifecycle, future_class: type[Future]) -> dict[str,
             stores = [getattr(Future, STORE_CALLBACKS[name]).__set__ for name in names if name in STORE_CALLBACKS]
             if len(stores) > 1:
                 continue
-            endings[state][event] = PlainEnding(
-                rule.dest, outcome, (event, state, rule.dest), stores[0] if stores else None, DISARM_CONFIRM_TIMEOUT in names
-            )
+            endings[state][event] = (rule.dest, outcome, (event, state, rule.dest), stores[0] if stores else None, DISARM_CONFIRM_TIMEOUT in names)
     return endings
