@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import gc
+import itertools
 import logging
 import operator
 import os
@@ -314,8 +315,13 @@ def test_only_listed_client_keys_are_admitted_and_a_refused_client_is_told(certi
     with Scheduler("tcp://127.0.0.1:*", workers=1, curve_certificate=c["server_secret"], curve_clients=c["clients"]) as scheduler:
         with Client(scheduler.address, curve_server_key=c["server_public"], curve_certificate=c["admitted"]) as admitted:
             assert admitted.submit(operator.add, 2, 3).result(timeout=WAIT) == 5
-        for certificate in (c["intruder"], None):  # another keypair, a throwaway one
-            with Client(scheduler.address, curve_server_key=c["server_public"], curve_certificate=certificate) as refused:
+        # Another keypair, a throwaway one; submitted at once, or only once the
+        # refusal is known (a later future fails with it too, not with the
+        # silence timeout, which is made too long to end it here).
+        for certificate, refused_first in itertools.product((c["intruder"], None), (False, True)):
+            with Client(scheduler.address, curve_server_key=c["server_public"], curve_certificate=certificate, heartbeat_timeout=3 * WAIT) as refused:
+                if refused_first:
+                    _until(lambda: refused.stats["handshake_failed"] > 0)
                 future = refused.submit(operator.add, 1, 1)
                 with pytest.raises(AuthenticationFailed, match="refused this client's credentials.*--curve-clients"):
                     future.result(timeout=WAIT)
