@@ -95,6 +95,19 @@ The promises checked at every step
 ``close_ends_every_future``
     ``close()`` leaves no live future behind (after it no timer fires).
 
+And the promises about what messages and calls mean (each is stated, with
+the user-visible promise it guards, in ``docs/explore.md``):
+``result_ends_future``, ``policy_kept``, ``notice_is_not_an_end``,
+``started_means_running``, ``cancel_waits_for_answer``,
+``cancel_is_requested``, ``group_cancelled_together``, ``answer_ends_wait``,
+``gone_ends_future``, ``refusal_is_not_an_end``,
+``timer_armed_while_awaiting`` and ``loss_ends_every_future``. What an
+answer or a started notice means is asked of the classifier, never of the
+rules. ``result_recorded`` and ``result_matches_state`` are checked at the
+moment the state changes, since ``done()`` is read without the lock.
+``cancel()`` and ``clear()`` are also explored with the peer's answer
+arriving while their ``TaskCancel`` is sent.
+
 With ``strict=True`` a declared transition that no explored ordering took is
 a failure too (the report lists them either way): a rule nothing exercises
 is one the promises above say nothing about.
