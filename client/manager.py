@@ -25,6 +25,10 @@ What happens to bad input, never raised into the delivering thread:
   without a record;
 * a message the lifecycle has no rule for in the future's state is counted in
   ``stats["ignored"]`` and logged at debug level;
+* a cancel confirm that answers an earlier request than the latest one sent
+  for its task (or group) is dropped before the lifecycle sees it, counted
+  in ``stats["stale_confirms"]`` and logged at debug level (the epoch rule,
+  :meth:`FutureManager.answers_earlier_request`);
 * a message that is not for futures (a heartbeat; anything the classifier
   maps to ``None``) is counted in ``stats["not_for_futures"]``;
 * a classifier that raises is counted in ``stats["unclassifiable"]`` and
@@ -51,7 +55,7 @@ from taskfate.client.serializer import PickleSerializer, Serializer
 from taskfate.fsm.declare import CLEAR, CLOSE, CONFIRM_TIMEOUT, CONNECTION_LOST, GROUP_CANCEL, Lifecycle
 from taskfate.fsm.lifecycle import DEFAULT_POLICY, Policy
 from taskfate.fsm.table import get_lifecycle
-from taskfate.protocol import Message, Task, TaskID
+from taskfate.protocol import MAX_EPOCH, Message, Task, TaskID
 from taskfate.protocol.codec import _new_cancel
 
 _log = logging.getLogger("taskfate.client")
@@ -123,6 +127,15 @@ class FutureManager:
         self._send = send
         self._classify = lifecycle.messages
         self._result_events = frozenset(lifecycle.result_events())
+        # The events the epoch rule applies to: answers to a cancel request.
+        self._confirm_events = frozenset(lifecycle.confirm_events())
+        # The epoch of the latest TaskCancel sent per target (a task id, or a
+        # group id for a group's one request). An entry is made by the first
+        # cancel sent for the target and dropped when its future (or its
+        # group's last member) ends, so a future nobody cancels never
+        # touches it and the dict stays empty, and cheap to test, while no
+        # cancel is outstanding.
+        self._epochs: dict[TaskID, int] = {}
         self._future_class = future_class
         #: The live futures by task id: what messages are routed to. Read
         #: only, under the lock; the steps remove a future when it ends.
@@ -271,7 +284,10 @@ class FutureManager:
         try:
             routes = self.routes
             future = routes.get(message.task_id)
-            if future is None:
+            epochs = self._epochs
+            if epochs and event in self._confirm_events and self.answers_earlier_request(message, future):
+                pass  # the epoch rule: counted and dropped there
+            elif future is None:
                 self._deliver_elsewhere(message, event)
             else:
                 plain = self._plain_endings[future._fsm].get(event)
@@ -300,6 +316,8 @@ class FutureManager:
                     del routes[message.task_id]
                     if future.group_id is not None:
                         self._leave_group(future)
+                    elif epochs:
+                        epochs.pop(message.task_id, None)  # as forget()
                     if future._waiting is not None:
                         future._wake(outcome)
                     done = future._callbacks
@@ -412,9 +430,44 @@ class FutureManager:
     def send_cancel(self, future: Future, force: object) -> None:
         """Queue one ``TaskCancel`` for ``future``'s task, or for its whole
         group. Anything but an explicit ``False`` asks for a forced cancel
-        (``clear()`` passes ``True``, a tool may pass ``None``)."""
+        (``clear()`` passes ``True``, a tool may pass ``None``).
+
+        Each request carries the next epoch of its target (1, 2, 3 ...,
+        wrapping to 1 past ``MAX_EPOCH``), so that the scheduler's echo of
+        it tells which request a confirm answers."""
         group_id = future.group_id
-        self._outbox.append(_new_cancel(future.task_id if group_id is None else group_id, force is not False))
+        target = future.task_id if group_id is None else group_id
+        epochs = self._epochs
+        epoch = epochs.get(target, 0) % MAX_EPOCH + 1
+        epochs[target] = epoch
+        self._outbox.append(_new_cancel(target, force is not False, epoch))
+
+    def answers_earlier_request(self, message: Any, future: Future | None) -> bool:
+        """Whether ``message``, a cancel confirm for ``future`` (``None``: it
+        names no live future, maybe a group), answers a cancel request older
+        than the latest one sent for its target; if so it is counted in
+        ``stats["stale_confirms"]`` and logged, and the caller drops it.
+
+        The epoch rule, in its one place. Without it a late or duplicated
+        answer to an earlier request (a refusal of a gentle cancel, say)
+        would be taken for the answer to the latest one (a forced cancel
+        that followed) and send the future back to waiting for a result. An
+        unnumbered confirm (epoch 0: the scheduler spoke on its own, or the
+        peer's protocol has no epochs) is always accepted, and so is a
+        numbered one for a target with no request on record: there is
+        nothing to compare it with. Caller holds the lock.
+        """
+        epoch = getattr(message, "epoch", 0)
+        if not epoch:
+            return False
+        target = message.task_id if future is None or future.group_id is None else future.group_id
+        latest = self._epochs.get(target)
+        if latest is None or latest == epoch:
+            return False
+        self.stats["stale_confirms"] += 1
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("task %s: confirm %r answers cancel request %d, not the latest (%d); dropped", target.hex(), message, epoch, latest)
+        return True
 
     def cancel_group(self, future: Future, force: object) -> None:
         """Fire ``group_cancel`` on the other live members of ``future``'s group."""
@@ -433,6 +486,8 @@ class FutureManager:
             members.pop(future.task_id, None)
             if not members:
                 del self._groups[group_id]  # type: ignore[arg-type]
+                if self._epochs:
+                    self._epochs.pop(group_id, None)  # type: ignore[arg-type]
 
     def run_callbacks(self, future: Future, callbacks: tuple[Callable[[Future], object], ...]) -> None:
         """Run ``callbacks`` for ``future`` on this thread, after the lock is
@@ -477,6 +532,8 @@ class FutureManager:
         other = routes.pop(future.task_id, None)
         if other is not future and other is not None:
             routes[future.task_id] = other  # a different future a tool dispatched around
+        elif future.group_id is None and self._epochs:
+            self._epochs.pop(future.task_id, None)  # its cancels' record (a group's goes with the group)
         if future.group_id is not None:
             self._leave_group(future)
 
