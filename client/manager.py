@@ -148,6 +148,13 @@ class FutureManager:
         # manager, emptied in place, so that send_later can be an append.
         self._outbox: list[Message] = []
         self._due: list[Due] = []
+        # How many steps are running on the thread that holds the lock (one
+        # inside another when a lifecycle callback calls back into the
+        # manager: cancels another future, adds a done callback, clears).
+        # While one runs, whatever a nested call causes stays queued for the
+        # step's caller to release once the lock is free (_unlock). Read and
+        # written under the lock only.
+        self._stepping = 0
         #: For callbacks under the lock: queue a message to be sent once the
         #: lock is released, after the messages queued before it.
         self.send_later: Callable[[Message], None] = self._outbox.append
@@ -292,7 +299,7 @@ class FutureManager:
             else:
                 plain = self._plain_endings[future._fsm].get(event)
                 if plain is None:
-                    ended = self._steps[future._fsm][event](future, message)
+                    ended = self._run_step(future, event, message)
                     if ended is not None:
                         done = ended[1]
                 else:
@@ -323,6 +330,10 @@ class FutureManager:
                     done = future._callbacks
                     future._callbacks = None
         finally:
+            if done is not None and self._stepping:
+                # Delivered from inside a step: its caller runs them.
+                self._due.append((future, done))
+                done = None
             if self._outbox or self._due:
                 self._unlock()
             else:
@@ -340,7 +351,13 @@ class FutureManager:
         ended = None
         self.lock.acquire()
         try:
-            ended = self._steps[future._fsm][event](future, argument)
+            if self._stepping:
+                # Called from inside a step (a lifecycle callback): as from
+                # any step, everything this causes is the step's caller's
+                # to release.
+                self.fire(future, event, argument)
+            else:
+                ended = self._run_step(future, event, argument)
         finally:
             self._unlock()
         if ended is not None:
@@ -422,9 +439,18 @@ class FutureManager:
         """Run ``event``'s rule on ``future``; an event its state has no rule
         for is counted as ignored. Caller holds the lock; effects are queued
         and released by the public method that took the lock."""
-        ended = self._steps[future._fsm][event](future, argument)
+        ended = self._run_step(future, event, argument)
         if ended is not None:
             self._due.append(ended)
+
+    def _run_step(self, future: Future, event: str, argument: Any) -> Due | None:
+        """``event``'s step on ``future``, counted in ``_stepping`` while it
+        runs. Caller holds the lock."""
+        self._stepping += 1
+        try:
+            return self._steps[future._fsm][event](future, argument)
+        finally:
+            self._stepping -= 1
 
 
     def send_cancel(self, future: Future, force: object) -> None:
@@ -558,7 +584,12 @@ class FutureManager:
 
         The queue is emptied into a batch of this caller's before the lock
         goes: once it is free another thread may queue more, and releases
-        its own."""
+        its own. Called from inside a step (a lifecycle callback that called
+        back into the manager) it only releases that call's hold: the lock
+        is still the step's, and the step's caller releases the queue."""
+        if self._stepping:
+            self.lock.release()
+            return
         outbox = self._outbox
         due = self._due
         if not due:
