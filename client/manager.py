@@ -332,7 +332,7 @@ class FutureManager:
         finally:
             if done is not None and self._stepping:
                 # Delivered from inside a step: its caller runs them.
-                self._due.append((future, done))
+                self._due.append((future, done))  # type: ignore[arg-type]
                 done = None
             if self._outbox or self._due:
                 self._unlock()
