@@ -272,7 +272,9 @@ class FutureManager:
 
         The lifecycle's classifier names the event; the message's
         ``task_id`` names the future (or, for a graph, the group whose live
-        members all take it).
+        members all take it). A cancel confirm that answers an earlier
+        request than the latest is dropped first
+        (:meth:`answers_earlier_request`).
         """
         try:
             event = self._classify(message)
@@ -350,15 +352,19 @@ class FutureManager:
         """
         ended = None
         self.lock.acquire()
+        stepping = self._stepping
         try:
-            if self._stepping:
+            if stepping:
                 # Called from inside a step (a lifecycle callback): as from
                 # any step, everything this causes is the step's caller's
                 # to release.
                 self.fire(future, event, argument)
             else:
-                ended = self._run_step(future, event, argument)
+                # _run_step, written out: this is every cancel()'s path.
+                self._stepping = 1
+                ended = self._steps[future._fsm][event](future, argument)
         finally:
+            self._stepping = stepping
             self._unlock()
         if ended is not None:
             self._run_done(*ended)
