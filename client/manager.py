@@ -15,7 +15,9 @@ Effects are released after the lock: callbacks run under the manager's lock
 only record what should happen (a ``TaskCancel`` to send, a future whose done
 callbacks are due); the public method that caused them sends and runs them
 once the lock is free, so a ``send`` that blocks or a callback that calls back
-into the manager cannot deadlock it.
+into the manager cannot deadlock it. That holds for a lifecycle callback too:
+one that calls back into the manager under the lock (cancelling another
+future, say) only queues, and the outermost call releases everything.
 
 What happens to bad input, never raised into the delivering thread:
 
