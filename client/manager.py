@@ -15,7 +15,9 @@ Effects are released after the lock: callbacks run under the manager's lock
 only record what should happen (a ``TaskCancel`` to send, a future whose done
 callbacks are due); the public method that caused them sends and runs them
 once the lock is free, so a ``send`` that blocks or a callback that calls back
-into the manager cannot deadlock it.
+into the manager cannot deadlock it. That holds for a lifecycle callback too:
+one that calls back into the manager under the lock (cancelling another
+future, say) only queues, and the outermost call releases everything.
 
 What happens to bad input, never raised into the delivering thread:
 
@@ -25,6 +27,10 @@ What happens to bad input, never raised into the delivering thread:
   without a record;
 * a message the lifecycle has no rule for in the future's state is counted in
   ``stats["ignored"]`` and logged at debug level;
+* a cancel confirm that answers an earlier request than the latest one sent
+  for its task (or group) is dropped before the lifecycle sees it, counted
+  in ``stats["stale_confirms"]`` and logged at debug level (the epoch rule,
+  :meth:`FutureManager.answers_earlier_request`);
 * a message that is not for futures (a heartbeat; anything the classifier
   maps to ``None``) is counted in ``stats["not_for_futures"]``;
 * a classifier that raises is counted in ``stats["unclassifiable"]`` and
@@ -51,7 +57,7 @@ from taskfate.client.serializer import PickleSerializer, Serializer
 from taskfate.fsm.declare import CLEAR, CLOSE, CONFIRM_TIMEOUT, CONNECTION_LOST, GROUP_CANCEL, Lifecycle
 from taskfate.fsm.lifecycle import DEFAULT_POLICY, Policy
 from taskfate.fsm.table import get_lifecycle
-from taskfate.protocol import Message, Task, TaskID
+from taskfate.protocol import MAX_EPOCH, Message, Task, TaskID
 from taskfate.protocol.codec import _new_cancel
 
 _log = logging.getLogger("taskfate.client")
@@ -123,6 +129,15 @@ class FutureManager:
         self._send = send
         self._classify = lifecycle.messages
         self._result_events = frozenset(lifecycle.result_events())
+        # The events the epoch rule applies to: answers to a cancel request.
+        self._confirm_events = frozenset(lifecycle.confirm_events())
+        # The epoch of the latest TaskCancel sent per target (a task id, or a
+        # group id for a group's one request). An entry is made by the first
+        # cancel sent for the target and dropped when its future (or its
+        # group's last member) ends, so a future nobody cancels never
+        # touches it and the dict stays empty, and cheap to test, while no
+        # cancel is outstanding.
+        self._epochs: dict[TaskID, int] = {}
         self._future_class = future_class
         #: The live futures by task id: what messages are routed to. Read
         #: only, under the lock; the steps remove a future when it ends.
@@ -135,6 +150,13 @@ class FutureManager:
         # manager, emptied in place, so that send_later can be an append.
         self._outbox: list[Message] = []
         self._due: list[Due] = []
+        # How many steps are running on the thread that holds the lock (one
+        # inside another when a lifecycle callback calls back into the
+        # manager: cancels another future, adds a done callback, clears).
+        # While one runs, whatever a nested call causes stays queued for the
+        # step's caller to release once the lock is free (_unlock). Read and
+        # written under the lock only.
+        self._stepping = 0
         #: For callbacks under the lock: queue a message to be sent once the
         #: lock is released, after the messages queued before it.
         self.send_later: Callable[[Message], None] = self._outbox.append
@@ -252,7 +274,9 @@ class FutureManager:
 
         The lifecycle's classifier names the event; the message's
         ``task_id`` names the future (or, for a graph, the group whose live
-        members all take it).
+        members all take it). A cancel confirm that answers an earlier
+        request than the latest is dropped first
+        (:meth:`answers_earlier_request`).
         """
         try:
             event = self._classify(message)
@@ -271,12 +295,15 @@ class FutureManager:
         try:
             routes = self.routes
             future = routes.get(message.task_id)
-            if future is None:
+            epochs = self._epochs
+            if epochs and event in self._confirm_events and self.answers_earlier_request(message, future):
+                pass  # the epoch rule: counted and dropped there
+            elif future is None:
                 self._deliver_elsewhere(message, event)
             else:
                 plain = self._plain_endings[future._fsm].get(event)
                 if plain is None:
-                    ended = self._steps[future._fsm][event](future, message)
+                    ended = self._run_step(future, event, message)
                     if ended is not None:
                         done = ended[1]
                 else:
@@ -300,11 +327,17 @@ class FutureManager:
                     del routes[message.task_id]
                     if future.group_id is not None:
                         self._leave_group(future)
+                    elif epochs:
+                        epochs.pop(message.task_id, None)  # as forget()
                     if future._waiting is not None:
                         future._wake(outcome)
                     done = future._callbacks
                     future._callbacks = None
         finally:
+            if done is not None and self._stepping:
+                # Delivered from inside a step: its caller runs them.
+                self._due.append((future, done))  # type: ignore[arg-type]
+                done = None
             if self._outbox or self._due:
                 self._unlock()
             else:
@@ -321,9 +354,19 @@ class FutureManager:
         """
         ended = None
         self.lock.acquire()
+        stepping = self._stepping
         try:
-            ended = self._steps[future._fsm][event](future, argument)
+            if stepping:
+                # Called from inside a step (a lifecycle callback): as from
+                # any step, everything this causes is the step's caller's
+                # to release.
+                self.fire(future, event, argument)
+            else:
+                # _run_step, written out: this is every cancel()'s path.
+                self._stepping = 1
+                ended = self._steps[future._fsm][event](future, argument)
         finally:
+            self._stepping = stepping
             self._unlock()
         if ended is not None:
             self._run_done(*ended)
@@ -404,17 +447,61 @@ class FutureManager:
         """Run ``event``'s rule on ``future``; an event its state has no rule
         for is counted as ignored. Caller holds the lock; effects are queued
         and released by the public method that took the lock."""
-        ended = self._steps[future._fsm][event](future, argument)
+        ended = self._run_step(future, event, argument)
         if ended is not None:
             self._due.append(ended)
+
+    def _run_step(self, future: Future, event: str, argument: Any) -> Due | None:
+        """``event``'s step on ``future``, counted in ``_stepping`` while it
+        runs. Caller holds the lock."""
+        self._stepping += 1
+        try:
+            return self._steps[future._fsm][event](future, argument)
+        finally:
+            self._stepping -= 1
 
 
     def send_cancel(self, future: Future, force: object) -> None:
         """Queue one ``TaskCancel`` for ``future``'s task, or for its whole
         group. Anything but an explicit ``False`` asks for a forced cancel
-        (``clear()`` passes ``True``, a tool may pass ``None``)."""
+        (``clear()`` passes ``True``, a tool may pass ``None``).
+
+        Each request carries the next epoch of its target (1, 2, 3 ...,
+        wrapping to 1 past ``MAX_EPOCH``), so that the scheduler's echo of
+        it tells which request a confirm answers."""
         group_id = future.group_id
-        self._outbox.append(_new_cancel(future.task_id if group_id is None else group_id, force is not False))
+        target = future.task_id if group_id is None else group_id
+        epochs = self._epochs
+        epoch = epochs.get(target, 0) % MAX_EPOCH + 1
+        epochs[target] = epoch
+        self._outbox.append(_new_cancel(target, force is not False, epoch))
+
+    def answers_earlier_request(self, message: Any, future: Future | None) -> bool:
+        """Whether ``message``, a cancel confirm for ``future`` (``None``: it
+        names no live future, maybe a group), answers a cancel request older
+        than the latest one sent for its target; if so it is counted in
+        ``stats["stale_confirms"]`` and logged, and the caller drops it.
+
+        The epoch rule, in its one place. Without it a late or duplicated
+        answer to an earlier request (a refusal of a gentle cancel, say)
+        would be taken for the answer to the latest one (a forced cancel
+        that followed) and send the future back to waiting for a result. An
+        unnumbered confirm (epoch 0: the scheduler spoke on its own, or the
+        peer's protocol has no epochs) is always accepted, and so is a
+        numbered one for a target with no request on record: there is
+        nothing to compare it with. Caller holds the lock.
+        """
+        epoch = getattr(message, "epoch", 0)
+        if not epoch:
+            return False
+        target = message.task_id if future is None or future.group_id is None else future.group_id
+        latest = self._epochs.get(target)
+        if latest is None or latest == epoch:
+            return False
+        self.stats["stale_confirms"] += 1
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("task %s: confirm %r answers cancel request %d, not the latest (%d); dropped", target.hex(), message, epoch, latest)
+        return True
 
     def cancel_group(self, future: Future, force: object) -> None:
         """Fire ``group_cancel`` on the other live members of ``future``'s group."""
@@ -433,6 +520,8 @@ class FutureManager:
             members.pop(future.task_id, None)
             if not members:
                 del self._groups[group_id]  # type: ignore[arg-type]
+                if self._epochs:
+                    self._epochs.pop(group_id, None)  # type: ignore[arg-type]
 
     def run_callbacks(self, future: Future, callbacks: tuple[Callable[[Future], object], ...]) -> None:
         """Run ``callbacks`` for ``future`` on this thread, after the lock is
@@ -477,6 +566,8 @@ class FutureManager:
         other = routes.pop(future.task_id, None)
         if other is not future and other is not None:
             routes[future.task_id] = other  # a different future a tool dispatched around
+        elif future.group_id is None and self._epochs:
+            self._epochs.pop(future.task_id, None)  # its cancels' record (a group's goes with the group)
         if future.group_id is not None:
             self._leave_group(future)
 
@@ -501,7 +592,12 @@ class FutureManager:
 
         The queue is emptied into a batch of this caller's before the lock
         goes: once it is free another thread may queue more, and releases
-        its own."""
+        its own. Called from inside a step (a lifecycle callback that called
+        back into the manager) it only releases that call's hold: the lock
+        is still the step's, and the step's caller releases the queue."""
+        if self._stepping:
+            self.lock.release()
+            return
         outbox = self._outbox
         due = self._due
         if not due:

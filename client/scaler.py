@@ -29,7 +29,11 @@ Scaler's ``TaskResult`` and ``TaskCancelConfirm`` become taskfate's messages
 of the same names (``_RESULT_TYPES`` and ``_CONFIRM_TYPES`` pair their
 enums); the lifecycle's outgoing ``TaskCancel`` becomes Scaler's; the client
 agent stopping becomes ``FutureManager.connection_lost``. docs/scaler.md has
-the table. A Scaler result does not carry its value: it names an object in
+the table. Scaler's protocol has no cancel epoch: a mapped confirm carries
+epoch 0, which the manager always takes, and the epoch of an outgoing
+``TaskCancel`` is left behind, so the adapter keeps today's behaviour (a
+late duplicate of an earlier answer is taken as the latest one's; see "The
+epoch rule" in docs/lifecycle.md). A Scaler result does not carry its value: it names an object in
 Scaler's object storage. The mapped ``TaskResult`` carries that object id as
 its payload, and the future fetches the object through Scaler's own object
 buffer when the value is first needed, as Scaler's future does.
@@ -211,12 +215,14 @@ def result_from_scaler(result: Any) -> TaskResult:
 
 
 def confirm_from_scaler(confirm: Any) -> TaskCancelConfirm:
-    """A Scaler ``TaskCancelConfirm`` as taskfate's."""
+    """A Scaler ``TaskCancelConfirm`` as taskfate's, unnumbered (epoch 0):
+    Scaler's protocol has no epoch to carry over."""
     return TaskCancelConfirm(TaskID(confirm.taskId), _CONFIRM_TYPES[confirm.cancelConfirmType])
 
 
 def cancel_from_taskfate(cancel: TaskCancel) -> Any:
-    """taskfate's ``TaskCancel`` as the Scaler message the client agent sends on."""
+    """taskfate's ``TaskCancel`` as the Scaler message the client agent sends
+    on. Its epoch has no place there and is dropped."""
     return _capnp.TaskCancel(taskId=bytes(cancel.task_id), flags=_capnp.TaskCancel.TaskCancelFlags(force=cancel.force))
 
 

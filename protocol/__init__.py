@@ -12,6 +12,7 @@ Decoding bytes from the network raises exactly one error type,
 from taskfate.protocol.codec import DEFAULT_MAX_DEPENDENCIES, DEFAULT_MAX_FRAME_SIZE, MAX_FRAMES, decode, encode
 from taskfate.protocol.errors import ProtocolError
 from taskfate.protocol.messages import (
+    MAX_EPOCH,
     CancelConfirmType,
     ClientDisconnect,
     Heartbeat,
@@ -28,6 +29,7 @@ from taskfate.protocol.messages import (
 __all__ = [
     "DEFAULT_MAX_DEPENDENCIES",
     "DEFAULT_MAX_FRAME_SIZE",
+    "MAX_EPOCH",
     "MAX_FRAMES",
     "CancelConfirmType",
     "ClientDisconnect",

@@ -3,14 +3,17 @@
 Layout (one bytes object per frame; the first frame is a two-byte tag)::
 
     Task               [b"TK", task_id, group_id or b"", payload, dependency ids]
-    TaskCancel         [b"TC", task_id, flags]          flags: 1 byte, bit 0 = force
-    TaskCancelConfirm  [b"CC", task_id, confirm_type]   1 byte
+    TaskCancel         [b"TC", task_id, flags, epoch]         flags: 1 byte, bit 0 = force
+    TaskCancelConfirm  [b"CC", task_id, confirm_type, epoch]  confirm_type: 1 byte
     TaskResult         [b"TR", task_id, result_type, payload]
     TaskStarted        [b"TS", task_id]
     Heartbeat          [b"HB"]
     ClientDisconnect   [b"DC"]
 
 Task ids are exactly 16 bytes; the dependency frame is their concatenation.
+A cancel epoch is exactly 4 bytes, an unsigned big-endian integer (0 to
+``MAX_EPOCH``; 0 means "not numbered"): fixed width, so every value has one
+encoding and a wrong length is the only malformed epoch.
 Nothing here unpickles: payloads stay opaque bytes, so decoding hostile input
 can cost at most a copy of frames that passed the size limit.
 """
@@ -23,6 +26,7 @@ from typing import Any
 
 from taskfate.protocol.errors import ProtocolError
 from taskfate.protocol.messages import (
+    MAX_EPOCH,
     TASK_ID_SIZE,
     CancelConfirmType,
     ClientDisconnect,
@@ -55,6 +59,10 @@ DEFAULT_MAX_DEPENDENCIES = 1024
 #: No message has more frames than a ``Task``; a frame list is refused on
 #: its length before any frame is looked at beyond the first.
 MAX_FRAMES = 5
+
+#: Bytes of a cancel epoch frame (``TaskCancel``, ``TaskCancelConfirm``).
+EPOCH_SIZE = 4
+_EPOCH_ZERO = bytes(EPOCH_SIZE)
 
 _TASK = b"TK"
 _CANCEL = b"TC"
@@ -113,22 +121,24 @@ def _new_result(task_id: TaskID, result_type: TaskResultType, payload: bytes) ->
     return message  # type: ignore[no-any-return]
 
 
-def _new_confirm(task_id: TaskID, confirm_type: CancelConfirmType) -> TaskCancelConfirm:
-    """``TaskCancelConfirm(task_id, confirm_type)``, as ``_new_result`` (and
-    written in place by ``decode`` the same way)."""
+def _new_confirm(task_id: TaskID, confirm_type: CancelConfirmType, epoch: int) -> TaskCancelConfirm:
+    """``TaskCancelConfirm(task_id, confirm_type, epoch)``, as ``_new_result``
+    (and written in place by ``decode`` the same way)."""
     message = _ConfirmDraft()
     message.task_id = task_id
     message.confirm_type = confirm_type
+    message.epoch = epoch
     message.__class__ = TaskCancelConfirm
     return message  # type: ignore[no-any-return]
 
 
-def _new_cancel(task_id: TaskID, force: bool) -> TaskCancel:
-    """``TaskCancel(task_id, force)``, as ``_new_result``: every cancel the
-    client sends is built here (``FutureManager.send_cancel``)."""
+def _new_cancel(task_id: TaskID, force: bool, epoch: int) -> TaskCancel:
+    """``TaskCancel(task_id, force, epoch)``, as ``_new_result``: every
+    cancel the client sends is built here (``FutureManager.send_cancel``)."""
     message = _CancelDraft()
     message.task_id = task_id
     message.force = force
+    message.epoch = epoch
     message.__class__ = TaskCancel
     return message  # type: ignore[no-any-return]
 
@@ -156,8 +166,8 @@ def _check_drafts() -> bool:
     task_id = TaskID(bytes(range(TASK_ID_SIZE)))
     return (
         draft_fits(_new_result, TaskResult, ("task_id", "result_type", "payload"), (task_id, TaskResultType.FAILED, b"payload"))
-        and draft_fits(_new_confirm, TaskCancelConfirm, ("task_id", "confirm_type"), (task_id, CancelConfirmType.CANCEL_FAILED))
-        and draft_fits(_new_cancel, TaskCancel, ("task_id", "force"), (task_id, False))
+        and draft_fits(_new_confirm, TaskCancelConfirm, ("task_id", "confirm_type", "epoch"), (task_id, CancelConfirmType.CANCEL_FAILED, 7))
+        and draft_fits(_new_cancel, TaskCancel, ("task_id", "force", "epoch"), (task_id, False, 7))
     )
 
 
@@ -171,8 +181,19 @@ if not DRAFTS_FIT:  # pragma: no cover - only if messages.py changes shape
 _new_bytes = bytes.__new__
 
 
+def _epoch_frame(epoch: int) -> bytes:
+    """The frame of a cancel epoch; ``ValueError`` for one the wire cannot
+    carry (a programming error, like any bad value handed to ``encode``)."""
+    if epoch == 0 and type(epoch) is int:
+        return _EPOCH_ZERO
+    if isinstance(epoch, int) and not isinstance(epoch, bool) and 0 < epoch <= MAX_EPOCH:
+        return epoch.to_bytes(EPOCH_SIZE, "big")
+    raise ValueError(f"a cancel epoch is an int from 0 to {MAX_EPOCH}, got {epoch!r}")
+
+
 def encode(message: Message) -> list[bytes]:
-    """Frames for ``message``; raises ``TypeError`` for a non-message.
+    """Frames for ``message``; raises ``TypeError`` for a non-message and
+    ``ValueError`` for a cancel epoch outside 0 to ``MAX_EPOCH``.
 
     Encoding is for our own, well-typed values, so a wrong argument is a
     programming error and reported as one rather than as a ``ProtocolError``.
@@ -183,7 +204,7 @@ def encode(message: Message) -> list[bytes]:
         return [_RESULT, bytes(message.task_id), _BYTE[message.result_type], bytes(message.payload)]
     if kind is TaskCancelConfirm:
         assert isinstance(message, TaskCancelConfirm)
-        return [_CONFIRM, bytes(message.task_id), _BYTE[message.confirm_type]]
+        return [_CONFIRM, bytes(message.task_id), _BYTE[message.confirm_type], _epoch_frame(message.epoch)]
     if kind is Task:
         assert isinstance(message, Task)
         return [
@@ -195,7 +216,7 @@ def encode(message: Message) -> list[bytes]:
         ]
     if kind is TaskCancel:
         assert isinstance(message, TaskCancel)
-        return [_CANCEL, bytes(message.task_id), _BYTE[1 if message.force else 0]]
+        return [_CANCEL, bytes(message.task_id), _BYTE[1 if message.force else 0], _epoch_frame(message.epoch)]
     if kind is TaskStarted:
         assert isinstance(message, TaskStarted)
         return [_STARTED, bytes(message.task_id)]
@@ -217,7 +238,8 @@ def decode(
     Accepts any bytes-like frames (``bytes``, ``bytearray``, ``memoryview``,
     ``zmq.Frame``). Raises :class:`ProtocolError`, and nothing else, when the
     input is not a well-formed message: unknown tag, wrong number of frames, a
-    task id that is not 16 bytes, an enum value out of range, a frame over
+    task id that is not 16 bytes, an enum value out of range, a cancel
+    epoch frame that is not 4 bytes, a frame over
     ``max_frame_size`` bytes, a ``Task`` naming more than ``max_dependencies``
     dependencies, or a non-bytes frame.
 
@@ -230,11 +252,12 @@ def decode(
     if kind is list or kind is tuple:  # the common case, checked cheaply
         count = len(frames)
         # Fast paths for what a client receives in bulk, results and cancel
-        # confirms, as pyzmq hands them over (a list of bytes). Anything
-        # that does not match exactly takes the general path below, which
-        # checks it again and says what is wrong. The message is built as
-        # _new_result / _new_confirm build it, written out here to save the
-        # call: this is the I/O thread's hottest loop.
+        # confirms (both four frames), as pyzmq hands them over (a list of
+        # bytes). Anything that does not match exactly takes the general
+        # path below, which checks it again and says what is wrong. The
+        # message is built as _new_result / _new_confirm build it, written
+        # out here to save the call: this is the I/O thread's hottest loop.
+        # Results are tried first: they are the bulk.
         if count == 4 and max_frame_size >= TASK_ID_SIZE:
             tag, tid, code, payload = frames
             if (
@@ -255,8 +278,6 @@ def decode(
                 result.payload = payload
                 result.__class__ = TaskResult
                 return result  # type: ignore[no-any-return]
-        elif count == 3 and max_frame_size >= TASK_ID_SIZE:
-            tag, tid, code = frames
             if (
                 type(tag) is bytes
                 and tag == _CONFIRM
@@ -264,12 +285,16 @@ def decode(
                 and len(tid) == TASK_ID_SIZE
                 and type(code) is bytes
                 and (confirm_type := _CONFIRM_BY_CODE.get(code)) is not None
+                and type(payload) is bytes
+                and len(payload) == EPOCH_SIZE
             ):
+                epoch = int.from_bytes(payload, "big")  # the epoch frame
                 if not DRAFTS_FIT:  # pragma: no cover - see _check_drafts
-                    return TaskCancelConfirm(_new_bytes(TaskID, tid), confirm_type)
+                    return TaskCancelConfirm(_new_bytes(TaskID, tid), confirm_type, epoch)
                 confirm = _ConfirmDraft()
                 confirm.task_id = _new_bytes(TaskID, tid)
                 confirm.confirm_type = confirm_type
+                confirm.epoch = epoch
                 confirm.__class__ = TaskCancelConfirm
                 return confirm  # type: ignore[no-any-return]
     else:
@@ -320,6 +345,13 @@ def _task_id(raw: bytes, what: str) -> TaskID:
     return TaskID(raw)
 
 
+def _epoch(raw: bytes, what: str) -> int:
+    # Four bytes hold exactly 0 to MAX_EPOCH: the length is the whole check.
+    if len(raw) != EPOCH_SIZE:
+        raise ProtocolError(f"{what} epoch must be {EPOCH_SIZE} bytes, got {len(raw)}")
+    return int.from_bytes(raw, "big")
+
+
 def _enum_byte(raw: bytes, members: tuple[Any, ...], what: str) -> Any:
     if len(raw) != 1 or raw[0] >= len(members):
         raise ProtocolError(f"bad {what} {raw[:8]!r}")
@@ -345,12 +377,12 @@ def _decode_cancel(parts: list[bytes]) -> TaskCancel:
     flags = parts[2]
     if len(flags) != 1 or flags[0] > 1:
         raise ProtocolError(f"bad cancel flags {flags[:8]!r}")
-    return TaskCancel(_task_id(parts[1], "task id"), flags[0] == 1)
+    return TaskCancel(_task_id(parts[1], "task id"), flags[0] == 1, _epoch(parts[3], "cancel"))
 
 
 def _decode_confirm(parts: list[bytes]) -> TaskCancelConfirm:
     return TaskCancelConfirm(
-        _task_id(parts[1], "task id"), _enum_byte(parts[2], _CONFIRM_TYPES, "confirm type")
+        _task_id(parts[1], "task id"), _enum_byte(parts[2], _CONFIRM_TYPES, "confirm type"), _epoch(parts[3], "confirm")
     )
 
 
@@ -363,8 +395,8 @@ def _decode_result(parts: list[bytes]) -> TaskResult:
 # tag -> (message name, frame count, decoder)
 _DECODERS: dict[bytes, tuple[str, int, Callable[[list[bytes]], Message]]] = {
     _TASK: ("Task", 5, _decode_task),
-    _CANCEL: ("TaskCancel", 3, _decode_cancel),
-    _CONFIRM: ("TaskCancelConfirm", 3, _decode_confirm),
+    _CANCEL: ("TaskCancel", 4, _decode_cancel),
+    _CONFIRM: ("TaskCancelConfirm", 4, _decode_confirm),
     _RESULT: ("TaskResult", 4, _decode_result),
     _STARTED: ("TaskStarted", 2, lambda parts: TaskStarted(_task_id(parts[1], "task id"))),
     _HEARTBEAT: ("Heartbeat", 1, lambda parts: Heartbeat()),

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Union
 
 TASK_ID_SIZE = 16
+#: The largest cancel epoch: the wire carries it in four bytes, unsigned.
+MAX_EPOCH = 0xFFFF_FFFF
 
 
 class TaskID(bytes):
@@ -80,18 +82,34 @@ class TaskCancel:
     With ``force`` a running task is interrupted; without it only a task that
     has not started can be cancelled, and a running one is answered with
     ``CANCEL_FAILED``.
+
+    ``epoch`` numbers the requests for one task (or group) so that an
+    answer can say which request it answers: a client counts 1, 2, 3 ... per
+    target, and the scheduler copies the number into its confirm. Without
+    it, a late duplicate of an earlier answer would be taken for the answer
+    to the latest request. ``0`` means "not numbered" (0 to
+    :data:`MAX_EPOCH`).
     """
 
     task_id: TaskID
     force: bool = True
+    epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class TaskCancelConfirm:
-    """Scheduler to client: the outcome of a ``TaskCancel`` (or of a clear)."""
+    """Scheduler to client: the outcome of a ``TaskCancel`` (or of a clear).
+
+    ``epoch`` is the answered ``TaskCancel``'s own; ``0`` when the scheduler
+    speaks on its own (it cancelled a task nobody asked about) or the
+    request was not numbered. A client drops a numbered answer to a request
+    that is not its latest for the target (docs/lifecycle.md, "The epoch
+    rule").
+    """
 
     task_id: TaskID
     confirm_type: CancelConfirmType
+    epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)

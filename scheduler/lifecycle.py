@@ -17,6 +17,10 @@ Rules of this module
   succeeds, a running task is stopped only when the cancel is forced (else
   the answer is "cancel failed" and the task runs on), and a task the
   scheduler has finished or never saw is "not found".
+* An answer says which request it answers: the cancel triggers' argument is
+  the ``TaskCancel``'s epoch, and the ``send_*`` callbacks echo it. Fired by
+  any other trigger (a cancelled dependency, a client gone) they answer
+  nobody's request and send epoch 0.
 * A task whose dependency fails or is cancelled cannot run: it fails (naming
   the node) or is cancelled with it, and says so to the client, so no graph
   node is ever left unanswered.

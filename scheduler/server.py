@@ -153,6 +153,12 @@ def load_secret_certificate(path: str | os.PathLike[str]) -> tuple[bytes, bytes]
     return public, secret
 
 
+def _epoch_of(argument: object) -> int:
+    """The cancel epoch an event's argument carries: the epoch itself for
+    the cancel events, 0 (not numbered) for any other argument."""
+    return argument if type(argument) is int else 0
+
+
 class SchedulerTask:
     """The scheduler's record of one task: the model its lifecycle drives.
 
@@ -214,14 +220,18 @@ class SchedulerTask:
             self.server._kill_worker(self.worker)
             self.worker = None
 
-    def send_canceled(self, _: object) -> None:
-        self.server._confirm(self.client, self.task_id, CancelConfirmType.CANCELED)
+    # The three answers echo the epoch of the TaskCancel they answer: the
+    # cancel events' argument (Scheduler._cancel). Fired by anything else (a
+    # cancelled dependency, a client gone) they speak on their own: epoch 0.
 
-    def send_cancel_failed(self, _: object) -> None:
-        self.server._confirm(self.client, self.task_id, CancelConfirmType.CANCEL_FAILED)
+    def send_canceled(self, epoch: object) -> None:
+        self.server._confirm(self.client, self.task_id, CancelConfirmType.CANCELED, _epoch_of(epoch))
 
-    def send_not_found(self, _: object) -> None:
-        self.server._confirm(self.client, self.task_id, CancelConfirmType.CANCEL_NOT_FOUND)
+    def send_cancel_failed(self, epoch: object) -> None:
+        self.server._confirm(self.client, self.task_id, CancelConfirmType.CANCEL_FAILED, _epoch_of(epoch))
+
+    def send_not_found(self, epoch: object) -> None:
+        self.server._confirm(self.client, self.task_id, CancelConfirmType.CANCEL_NOT_FOUND, _epoch_of(epoch))
 
     def forget(self, _: object) -> None:
         self.server._forget(self)
@@ -683,7 +693,7 @@ class Scheduler:
         # not found (and the answer goes to the one who asked).
         record = self._tasks.get(cancel.task_id)
         if record is not None and record.client == identity:
-            self._fire(record, event)
+            self._fire(record, event, cancel.epoch)
             return
         members = self._groups.get(cancel.task_id)
         if members and record is None:
@@ -692,10 +702,10 @@ class Scheduler:
             for member_id in owned:
                 member = self._tasks.get(member_id)
                 if member is not None:
-                    self._fire(member, event)
+                    self._fire(member, event, cancel.epoch)
             if owned:
                 return
-        self._confirm(identity, cancel.task_id, CancelConfirmType.CANCEL_NOT_FOUND)
+        self._confirm(identity, cancel.task_id, CancelConfirmType.CANCEL_NOT_FOUND, cancel.epoch)
 
     def _client_gone(self, identity: bytes, why: str) -> None:
         client = self._clients.pop(identity, None)
@@ -760,11 +770,11 @@ class Scheduler:
                     self._group_due[group_id] = due
                     self._expiring.append((due, group_id))
 
-    def _confirm(self, identity: bytes, task_id: TaskID, kind: CancelConfirmType) -> None:
+    def _confirm(self, identity: bytes, task_id: TaskID, kind: CancelConfirmType, epoch: int) -> None:
         if self.faults.silent_cancels:
             self.stats["silenced_confirms"] += 1
             return
-        self._to_client(identity, TaskCancelConfirm(task_id, kind))
+        self._to_client(identity, TaskCancelConfirm(task_id, kind, epoch))
 
     # -- Workers -------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from taskfate.protocol import (
+    MAX_EPOCH,
     CancelConfirmType,
     ProtocolError,
     TaskCancel,
@@ -53,14 +54,14 @@ def outcome(frames, **kwargs):
 task_ids = st.binary(min_size=16, max_size=16).map(TaskID)
 answers = st.one_of(
     st.builds(TaskResult, task_ids, st.sampled_from(TaskResultType), st.binary(max_size=32)),
-    st.builds(TaskCancelConfirm, task_ids, st.sampled_from(CancelConfirmType)),
+    st.builds(TaskCancelConfirm, task_ids, st.sampled_from(CancelConfirmType), st.integers(0, MAX_EPOCH)),
 )
 # Frames near the fast path's shape: a real answer's frames with one frame
 # replaced by a wrong tag, an id of the wrong length, a code out of range, or
 # the same bytes as a bytearray; sometimes a frame more or less.
 replacement = st.one_of(
     st.binary(max_size=20),
-    st.sampled_from([b"TR", b"CC", b"TK", b"\x00", b"\x02", b"\x03", b"\xff", b"\x00\x00", bytes(15), bytes(17)]),
+    st.sampled_from([b"TR", b"CC", b"TK", b"\x00", b"\x02", b"\x03", b"\xff", b"\x00\x00", bytes(3), bytes(4), bytes(5), bytes(15), bytes(17)]),
 )
 
 
@@ -107,10 +108,12 @@ def test_a_frame_over_the_limit_is_refused_on_the_fast_path_too(message):
             decode(frames, max_frame_size=limit)
 
 
-@pytest.mark.parametrize(("tag", "count"), [(b"TR", 4), (b"CC", 3)])
-def test_every_code_byte_decodes_as_on_the_general_path(tag, count):
+@pytest.mark.parametrize(("tag", "last"), [(b"TR", b"payload"), (b"CC", b"\x00\x00\x01\x02"), (b"TR", bytes(4)), (b"CC", b"payload")])
+def test_every_code_byte_decodes_as_on_the_general_path(tag, last):
+    """Results and confirms are both four frames: each code byte, behind
+    either tag, with a payload or an epoch-sized last frame."""
     for code in range(256):
-        frames = [tag, bytes(16), bytes([code]), b"payload"][:count]
+        frames = [tag, bytes(16), bytes([code]), last]
         assert outcome(frames) == outcome(Frames(frames))
 
 
@@ -125,14 +128,14 @@ def test_every_draft_fits_its_message_class():
         assert build is not cls  # the fast builder, not the fallback
 
 
-@given(task_ids, st.booleans())
-def test_a_drafted_cancel_is_a_real_frozen_task_cancel(task_id, force):
+@given(task_ids, st.booleans(), st.integers(0, MAX_EPOCH))
+def test_a_drafted_cancel_is_a_real_frozen_task_cancel(task_id, force, epoch):
     from taskfate.protocol.codec import _new_cancel
 
-    built = _new_cancel(task_id, force)
-    reference = TaskCancel(task_id, force)
+    built = _new_cancel(task_id, force, epoch)
+    reference = TaskCancel(task_id, force, epoch)
     assert type(built) is TaskCancel and built == reference and hash(built) == hash(reference)
-    assert repr(built) == repr(reference) and dataclasses.astuple(built) == (task_id, force)
+    assert repr(built) == repr(reference) and dataclasses.astuple(built) == (task_id, force, epoch)
     assert pickle.loads(pickle.dumps(built)) == reference
     assert decode(encode(built)) == reference
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -176,4 +179,6 @@ def test_a_message_class_that_changed_shape_is_not_a_fit_and_nothing_raises():
     assert not draft_fits(build, Grown, ("task_id", "force"), (task_id, False))
     # Even told the right fields, the half-filled message is no fit.
     assert not draft_fits(build, Grown, ("task_id", "force", "reason"), (task_id, False))
-    assert draft_fits(TaskCancel, TaskCancel, ("task_id", "force"), (task_id, False))
+    assert draft_fits(TaskCancel, TaskCancel, ("task_id", "force", "epoch"), (task_id, False, 1))
+    # The two-field builders of before the epoch are no fit for today's classes.
+    assert not draft_fits(build, TaskCancel, ("task_id", "force"), (task_id, False))

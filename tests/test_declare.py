@@ -104,7 +104,7 @@ def test_cancel_waits_in_the_awaiting_state_for_the_answer_and_returns_what_it_d
     started = time.monotonic()
     assert future.cancel() is True
     assert 0.05 < time.monotonic() - started < WAIT
-    assert future.cancelled() and sent == [TaskCancel(future.task_id, True)]
+    assert future.cancelled() and sent == [TaskCancel(future.task_id, True, 1)]
     assert [step.event for step in future.history] == ["started", "cancel", "cancel_confirmed"]
     # A refusal goes back to running; a result that races the next cancel wins.
     other = manager.track(TaskID.new())

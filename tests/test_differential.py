@@ -78,7 +78,11 @@ class Reference:
 
     def send_cancel(self, force):
         self.trace.append((self.task_id, "send_cancel", force))
-        self.sent.append(TaskCancel(self.group_id or self.task_id, force))
+        # Requests are numbered per target, from 1: the epoch is one more
+        # than the requests already sent for it.
+        target = self.group_id or self.task_id
+        epoch = 1 + sum(1 for sent in self.sent if isinstance(sent, TaskCancel) and sent.task_id == target)
+        self.sent.append(TaskCancel(target, force, epoch))
 
     def cancel_group(self, force):
         self.trace.append((self.task_id, "cancel_group", force))

@@ -180,7 +180,7 @@ def test_asyncio_await_and_cancelling_the_awaiting_task_does_not_block_the_loop(
     elapsed = asyncio.run(asyncio.wait_for(main(), 10))
     assert elapsed < 5
     assert stuck.state == "cancel_requested"
-    assert TaskCancel(stuck.task_id, True) in sent
+    assert TaskCancel(stuck.task_id, True, 1) in sent
     manager.close()
 
 

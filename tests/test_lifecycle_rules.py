@@ -52,7 +52,7 @@ def test_pending_user_cancel_sends_one_request_after_the_state_changed(h):
     assert future.cancel(timeout=0) is False  # not cancelled yet: the scheduler decides
     assert future.state == "cancel_requested"
     assert seen_states == ["cancel_requested"]
-    assert h.cancels() == [TaskCancel(future.task_id, True)]
+    assert h.cancels() == [TaskCancel(future.task_id, True, 1)]
     future.cancel(timeout=0)
     assert len(h.cancels()) == 1, "a second cancel() sends nothing"
 
@@ -219,7 +219,7 @@ def test_cancelling_a_graph_member_sends_one_request_for_the_group(h):
     a, b, c = (h.submit(group) for _ in range(3))
     h.result(a)
     b.cancel(timeout=0)
-    assert h.cancels() == [TaskCancel(group, True)]
+    assert h.cancels() == [TaskCancel(group, True, 1)]
     assert (a.state, b.state, c.state) == ("done", "cancel_requested", "cancel_requested")
     assert c.history[-1].event == "group_cancel"
     h.confirm(group, CancelConfirmType.CANCELED)
