@@ -57,7 +57,7 @@ from taskfate.client.serializer import PickleSerializer, Serializer
 from taskfate.fsm.declare import CLEAR, CLOSE, CONFIRM_TIMEOUT, CONNECTION_LOST, GROUP_CANCEL, Lifecycle
 from taskfate.fsm.lifecycle import DEFAULT_POLICY, Policy
 from taskfate.fsm.table import get_lifecycle
-from taskfate.protocol import MAX_EPOCH, Message, Task, TaskID
+from taskfate.protocol import MAX_EPOCH, CancelConfirmType, Message, Task, TaskID
 from taskfate.protocol.codec import _new_cancel
 
 _log = logging.getLogger("taskfate.client")
@@ -485,14 +485,19 @@ class FutureManager:
         The epoch rule, in its one place. Without it a late or duplicated
         answer to an earlier request (a refusal of a gentle cancel, say)
         would be taken for the answer to the latest one (a forced cancel
-        that followed) and send the future back to waiting for a result. An
-        unnumbered confirm (epoch 0: the scheduler spoke on its own, or the
-        peer's protocol has no epochs) is always accepted, and so is a
-        numbered one for a target with no request on record: there is
-        nothing to compare it with. Caller holds the lock.
+        that followed) and send the future back to waiting for a result.
+        Only a refusal is dropped: "cancelled" and "not found" say the task
+        is gone whichever request found it so, and dropping them can leave a
+        future waiting for a task that no longer exists (two requests
+        reordered on the way: the later refused first, the earlier answered
+        "cancelled"; ``taskfate explore --system`` finds it). An unnumbered
+        confirm (epoch 0: the scheduler spoke on its own, or the peer's
+        protocol has no epochs) is always accepted, and so is a numbered one
+        for a target with no request on record: there is nothing to compare
+        it with. Caller holds the lock.
         """
         epoch = getattr(message, "epoch", 0)
-        if not epoch:
+        if not epoch or getattr(message, "confirm_type", None) != CancelConfirmType.CANCEL_FAILED:
             return False
         target = message.task_id if future is None or future.group_id is None else future.group_id
         latest = self._epochs.get(target)

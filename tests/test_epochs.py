@@ -90,20 +90,29 @@ def test_a_waiting_cancel_is_not_woken_by_a_stale_answer(caplog):
     assert any("answers cancel request 1, not the latest (2)" in record.getMessage() for record in caplog.records)
 
 
-def test_the_answer_to_the_latest_request_is_taken_and_an_older_one_of_any_kind_is_not():
+def test_an_older_refusal_is_dropped_but_an_older_cancelled_or_not_found_is_taken():
     h = Harness()
     future = h.submit()
     future.cancel(timeout=0, force=False)
     h.manager.on_message(TaskCancelConfirm(future.task_id, CANCEL_FAILED, 1))
     future.cancel(timeout=0, force=False)  # epoch 2
     assert h.cancels()[-1] == TaskCancel(future.task_id, False, 2)
-    for kind in (CANCELED, NOT_FOUND, CANCEL_FAILED):
-        h.manager.on_message(TaskCancelConfirm(future.task_id, kind, 1))
+    h.manager.on_message(TaskCancelConfirm(future.task_id, CANCEL_FAILED, 1))
     # A number never sent is no answer to the latest request either.
-    h.manager.on_message(TaskCancelConfirm(future.task_id, CANCELED, 3))
-    assert future.state == "cancel_requested" and h.manager.stats["stale_confirms"] == 4
+    h.manager.on_message(TaskCancelConfirm(future.task_id, CANCEL_FAILED, 3))
+    assert future.state == "cancel_requested" and h.manager.stats["stale_confirms"] == 2
     h.manager.on_message(TaskCancelConfirm(future.task_id, CANCEL_FAILED, 2))
     assert future.state == "pending"
+    # "The task is gone" is a fact whichever request it answers: dropping it
+    # would leave the future waiting for a task that no longer exists.
+    for kind in (CANCELED, NOT_FOUND):
+        other = h.submit()
+        other.cancel(timeout=0, force=False)
+        h.manager.on_message(TaskCancelConfirm(other.task_id, CANCEL_FAILED, 1))
+        other.cancel(timeout=0)  # epoch 2
+        h.manager.on_message(TaskCancelConfirm(other.task_id, kind, 1))
+        assert other.state == "cancelled", kind
+    assert h.manager.stats["stale_confirms"] == 2
 
 
 def test_epochs_count_per_task_from_one():
