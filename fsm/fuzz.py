@@ -32,7 +32,7 @@ import pickle
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any, Final, NamedTuple, TypeVar
 
 from hypothesis import strategies as st
@@ -63,7 +63,9 @@ __all__ = [
     "ObjectStore",
     "ReferenceClient",
     "Sent",
+    "as_coroutine",
     "broken_promise",
+    "classify_by",
     "drive",
     "cancel_confirms",
     "messages",
@@ -263,6 +265,39 @@ def drive(coroutine: Coroutine[Any, Any, T]) -> T:
         return result
     coroutine.close()
     raise RuntimeError("drive() runs coroutines that finish without suspending; this one waited")
+
+
+def classify_by(*kinds: tuple[type, str, Mapping[str, object]]) -> Callable[[Any], str | None]:
+    """A lifecycle classifier for messages that say what they are in one
+    field: each kind is ``(message class, field name, {event: field value})``.
+
+    Most protocols have a result message with a result-type field and a
+    confirm message with a confirm-type field; the tables that build those
+    messages for the machine (event -> value) are then the classifier too,
+    read backwards, so the two cannot disagree. Field values of different
+    kinds may be equal (two enums both starting at 0): each kind is looked
+    up on its own.
+    """
+    tables = [(kind, field, {value: event for event, value in events.items()}) for kind, field, events in kinds]
+
+    def classify(message: Any) -> str | None:
+        for kind, field, events in tables:
+            if isinstance(message, kind):
+                return events.get(getattr(message, field))
+        return None
+
+    return classify
+
+
+def as_coroutine(function: Callable[..., T]) -> Callable[..., Coroutine[Any, Any, T]]:
+    """``function`` as a coroutine function that calls it and returns: a
+    recording ``send`` handed to an async library (its connector's ``await
+    send(message)``), to be run by :func:`drive`."""
+
+    async def call(*args: Any, **kwargs: Any) -> T:
+        return function(*args, **kwargs)
+
+    return call
 
 
 class ObjectStore:
@@ -529,9 +564,21 @@ class _Call:
 def _parked(thread: threading.Thread) -> bool:
     """Whether ``thread`` sits in ``threading.Condition.wait`` (every stdlib
     wait, ``Event.wait`` and ``concurrent.futures.wait`` included, ends
-    there): a blocking call has done what it does before it waits."""
+    there) and nothing has woken it: a blocking call has done what it does
+    before it waits.
+
+    A notified thread is still inside ``Condition.wait`` until it runs
+    again, so the frame alone would call a woken thread parked and the
+    check after it would race the thread's next steps; ``notify`` takes the
+    waiter's lock off the condition's list, so a waiter still listed is
+    one nobody has woken yet.
+    """
     frame = sys._current_frames().get(thread.ident or -1)
-    return frame is not None and frame.f_code is _CONDITION_WAIT
+    if frame is None or frame.f_code is not _CONDITION_WAIT:
+        return False
+    local = frame.f_locals
+    condition, waiter = local.get("self"), local.get("waiter")
+    return waiter is not None and waiter in getattr(condition, "_waiters", ())
 
 
 _CONDITION_WAIT: Final = threading.Condition.wait.__code__
@@ -914,10 +961,17 @@ class ClientMachine(RuleBasedStateMachine):
     def promises_hold(self) -> None:
         """Every promise, in a fixed order: a hang first (a wait that should
         have ended is the finding, whatever else it leaves wrong), then what
-        the futures say, what was sent, the callbacks."""
+        the futures say, what a returned blocking cancel said, what was
+        sent, the callbacks. The futures come before a blocking cancel's
+        answer because two of the machine's threads may race to end one
+        future (a clear and a cancel): what the future says once both
+        returned is settled, which of them saw it first is not, and a
+        finding must not change with the thread schedule."""
         self.steps += 1
-        self.blocked_calls_return_when_released()
+        returned = self.blocked_calls_return_when_released()
         self.futures_say_what_the_lifecycle_says()
+        for call, released in returned:
+            self._check_blocking_cancel(call, released)
         self.the_client_sends_what_the_lifecycle_sends()
         self.done_callbacks_ran_exactly_once()
 
@@ -933,7 +987,11 @@ class ClientMachine(RuleBasedStateMachine):
         events = sorted({f.history[-1] for f in futures if f.history})
         return events[0] if events else call.kind
 
-    def blocked_calls_return_when_released(self) -> None:
+    def blocked_calls_return_when_released(self) -> list[tuple[_Call, str]]:
+        """Check that every released call returned; the blocking cancels
+        among them, with the event that released each, for
+        :meth:`_check_blocking_cancel`."""
+        returned: list[tuple[_Call, str]] = []
         if self.calls:
             time.sleep(0.002)  # let a thread woken by the last step run on to its next wait
             for open_call in self.calls:
@@ -946,7 +1004,7 @@ class ClientMachine(RuleBasedStateMachine):
             assert call.thread is not None
             call.thread.join(self.hang_seconds)
             if call.thread.is_alive() and self._checks(f"{call.kind}-wait-ends"):
-                states = ", ".join(f"{t.hex()} {self.reference.state(t)}" for t in call.tasks) or "no futures"
+                states = "; ".join(self._story(t) for t in call.tasks) or "no futures"
                 raise self._broken(
                     f"{call.kind}-wait-ends",
                     released,
@@ -954,7 +1012,13 @@ class ClientMachine(RuleBasedStateMachine):
                 )
             self.calls.remove(call)
             if call.kind == CANCEL and self._checks("cancel-returns"):
-                self._check_blocking_cancel(call, released)
+                returned.append((call, released))
+        return returned
+
+    def _story(self, task_id: TaskID) -> str:
+        """A task's way through the lifecycle, for a report."""
+        future = self.reference.futures[task_id]
+        return f"{task_id.hex()}: {' -> '.join(future.history) or 'submitted'}, now {future.state}"
 
     def _check_blocking_cancel(self, call: _Call, released: str) -> None:
         (task_id,) = call.tasks
