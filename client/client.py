@@ -208,6 +208,10 @@ class Client(concurrent.futures.Executor):
         # ZeroMQ for the next connection), and handshakes failed in a row.
         self._handshaken = False
         self._unexplained_failures = 0
+        # Why the scheduler last refused us, until a handshake succeeds: a
+        # future submitted after the refusal fails with it too, instead of
+        # waiting for the next retry's refusal or for the silence timeout.
+        self._refused: str | None = None
         self._manager = FutureManager(
             self._enqueue,
             serializer=CloudpickleSerializer(),
@@ -554,6 +558,8 @@ class Client(concurrent.futures.Executor):
                     self._lose(ConnectionLost(f"scheduler at {self.address} silent for more than {self.heartbeat_timeout}s"))
                 self._malformed.flush()
                 self._refusals.flush()
+                if self._refused is not None and len(self._manager):
+                    self._lose(AuthenticationFailed(self._refused))
                 self._manager.expire()
                 if self._close_when_idle and not len(self._manager):
                     self.close()  # on this thread: the loop's next turn flushes and stops
@@ -604,6 +610,7 @@ class Client(concurrent.futures.Executor):
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self._handshaken = True
             self._unexplained_failures = 0
+            self._refused = None
         elif kind in _HANDSHAKE_FAILURES:
             # The handshake failure comes first, the disconnect after it:
             # the futures fail with the reason, not a bare "dropped".
@@ -622,6 +629,7 @@ class Client(concurrent.futures.Executor):
                 hint = "the scheduler may require CURVE (curve_server_key, curve_certificate)"
             reason = f"the scheduler at {self.address} {_HANDSHAKE_FAILURES[kind]} (status {event['value']}): {hint}"
             self._refusals.report(self.address, reason)
+            self._refused = reason
             if len(self._manager):
                 self._lose(AuthenticationFailed(reason))
         elif kind == zmq.EVENT_DISCONNECTED:

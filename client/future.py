@@ -424,10 +424,14 @@ class Future(concurrent.futures.Future[T]):
                 raise ResultDecodeError(f"task {self.task_id.hex()} result could not be decoded: {exc!r}") from exc
             # Two first readers may both decode; the lock makes them agree on
             # one object, as the stdlib's result() always returns the same.
-            with self._manager.lock:
+            lock = self._manager.lock
+            lock.acquire()
+            try:
                 if self._resolved is _UNSET:
                     self._resolved = value
                 value = self._resolved
+            finally:
+                lock.release()
         return value
 
     def _failure(self) -> BaseException:

@@ -46,7 +46,7 @@ from typing import Any
 from taskfate.client.deadlines import Deadlines
 from taskfate.client.errors import ConnectionLost
 from taskfate.client.future import Future
-from taskfate.client.runtime import DEFAULT_HISTORY_LIMIT, Due, Rules, compile_steps
+from taskfate.client.runtime import DEFAULT_HISTORY_LIMIT, Due, PlainEnding, Rules, compile_steps, plain_endings
 from taskfate.client.serializer import PickleSerializer, Serializer
 from taskfate.fsm.declare import CLEAR, CLOSE, CONFIRM_TIMEOUT, CONNECTION_LOST, GROUP_CANCEL, Lifecycle
 from taskfate.fsm.lifecycle import DEFAULT_POLICY, Policy
@@ -119,6 +119,7 @@ class FutureManager:
         #: The one lock over every future of this manager (see future.py).
         self.lock = threading.RLock()
         self._history_limit = history_limit
+        self._history_cap = 2 * history_limit  # history entries are flat pairs
         self._send = send
         self._classify = lifecycle.messages
         self._result_events = frozenset(lifecycle.result_events())
@@ -128,16 +129,15 @@ class FutureManager:
         self.routes: dict[TaskID, Future] = {}
         self._groups: dict[TaskID, dict[TaskID, Future]] = {}
         # What the steps queue under the lock, released after it by _unlock:
-        # messages to send, then finished futures' done callbacks. Each list
-        # lives as long as the manager, emptied in place, so that the two
-        # queueing callables below can be their appends.
+        # messages to send, then the done callbacks of futures ended by steps
+        # fired from inside other steps or broadcasts (a step's caller runs
+        # the ones it is handed back). Each list lives as long as the
+        # manager, emptied in place, so that send_later can be an append.
         self._outbox: list[Message] = []
         self._due: list[Due] = []
         #: For callbacks under the lock: queue a message to be sent once the
         #: lock is released, after the messages queued before it.
         self.send_later: Callable[[Message], None] = self._outbox.append
-        #: For the steps: queue a finished future's done callbacks.
-        self.queue_due: Callable[[Due], None] = self._due.append
         self._closed = False
         # Threads on which cancel() must not wait: transports register their
         # I/O thread, the timer registers itself; a thread running done
@@ -154,6 +154,8 @@ class FutureManager:
         # state -> event -> step, for the declared rules; any other event
         # gets the step that counts it as ignored.
         self._steps: dict[str, Rules] = compile_steps(lifecycle, future_class, self, history_limit)
+        # The rules on_message runs in place (its fast path, see there).
+        self._plain_endings: dict[str, dict[str, PlainEnding]] = plain_endings(lifecycle, future_class)
 
     # -- Public surface -----------------------------------------------------------
 
@@ -263,15 +265,52 @@ class FutureManager:
             if _log.isEnabledFor(logging.DEBUG):
                 _log.debug("message not for futures: %r", message)
             return
-        self.lock.acquire()
+        future = done = None
+        lock = self.lock
+        lock.acquire()
         try:
-            future = self.routes.get(message.task_id)
+            routes = self.routes
+            future = routes.get(message.task_id)
             if future is None:
                 self._deliver_elsewhere(message, event)
             else:
-                self._steps[future._fsm][event](future, message)
+                plain = self._plain_endings[future._fsm].get(event)
+                if plain is None:
+                    ended = self._steps[future._fsm][event](future, message)
+                    if ended is not None:
+                        done = ended[1]
+                else:
+                    # The fast path (runtime.plain_endings): this rule's step,
+                    # done in place. Every effect here is the step's.
+                    dest, outcome, entry, store, disarm = plain
+                    if store is not None:
+                        store(future, message)
+                    if disarm:
+                        self.disarm_confirm_timeout(future, message)
+                    future._fsm = dest
+                    future._outcome = outcome
+                    cap = self._history_cap
+                    if cap:
+                        history = future._history
+                        if history:
+                            history += (entry, self.clock())
+                            future._history = history if len(history) <= cap else history[-cap:]
+                        else:
+                            future._history = (entry, self.clock())
+                    del routes[message.task_id]
+                    if future.group_id is not None:
+                        self._leave_group(future)
+                    if future._waiting is not None:
+                        future._wake(outcome)
+                    done = future._callbacks
+                    future._callbacks = None
         finally:
-            self._unlock()
+            if self._outbox or self._due:
+                self._unlock()
+            else:
+                lock.release()
+        if done is not None:
+            self._run_done(future, done)  # type: ignore[arg-type]
 
     def dispatch(self, future: Future, event: str, argument: Any = None) -> None:
         """Fire lifecycle ``event`` on ``future`` now, and release what it
@@ -280,11 +319,14 @@ class FutureManager:
         ``Future.cancel`` fires ``cancel`` through here; tools and tests that
         speak in events rather than messages use it too.
         """
+        ended = None
         self.lock.acquire()
         try:
-            self._steps[future._fsm][event](future, argument)
+            ended = self._steps[future._fsm][event](future, argument)
         finally:
             self._unlock()
+        if ended is not None:
+            self._run_done(*ended)
 
     def clear(self) -> list[Future]:
         """Fire ``clear`` on every live future (the stock lifecycle asks the
@@ -362,7 +404,9 @@ class FutureManager:
         """Run ``event``'s rule on ``future``; an event its state has no rule
         for is counted as ignored. Caller holds the lock; effects are queued
         and released by the public method that took the lock."""
-        self._steps[future._fsm][event](future, argument)
+        ended = self._steps[future._fsm][event](future, argument)
+        if ended is not None:
+            self._due.append(ended)
 
 
     def send_cancel(self, future: Future, force: object) -> None:
@@ -395,7 +439,7 @@ class FutureManager:
         released (now, unless the caller holds the lock), as every done
         callback runs: see :meth:`_unlock`."""
         self.lock.acquire()
-        self._due.append((future, callbacks))
+        self._due.append((future, list(callbacks)))
         self._unlock()
 
     # -- Inside --------------------------------------------------------------------
@@ -429,8 +473,10 @@ class FutureManager:
         steps call it when a future ends, ``submit`` when its task never
         left. A tool may have dispatched on a future no longer routed, so
         only this very future is removed."""
-        if self.routes.get(future.task_id) is future:
-            del self.routes[future.task_id]
+        routes = self.routes
+        other = routes.pop(future.task_id, None)
+        if other is not future and other is not None:
+            routes[future.task_id] = other  # a different future a tool dispatched around
         if future.group_id is not None:
             self._leave_group(future)
 
@@ -451,23 +497,23 @@ class FutureManager:
     def _unlock(self) -> None:
         """Release the lock a public method took, then what the steps run
         under it queued: the messages sent in order, then the done callbacks
-        run in order.
+        run in order (:meth:`_run_done`).
 
         The queue is emptied into a batch of this caller's before the lock
         goes: once it is free another thread may queue more, and releases
-        its own. While the callbacks run, this thread is recorded as one
-        that runs them, so a ``cancel()`` in one sends and returns rather
-        than waiting for an answer this very thread may be the one to
-        deliver. A callback that raises is logged; the others still run."""
+        its own."""
         outbox = self._outbox
         due = self._due
-        if not (outbox or due):
-            self.lock.release()
-            return
+        if not due:
+            if not outbox:
+                self.lock.release()
+                return
+            finished = None
+        else:
+            finished = due.copy()
+            due.clear()
         messages = outbox.copy()
         outbox.clear()
-        finished = due.copy()
-        due.clear()
         self.lock.release()
         if messages:
             send = self._send
@@ -478,20 +524,30 @@ class FutureManager:
                     # The lifecycle already moved; the confirm timeout ends
                     # the future if this request never reaches the scheduler.
                     _log.exception("sending %r failed", message)
-        if not finished:
-            return
+        if finished is not None:
+            for future, done in finished:
+                self._run_done(future, done)
+
+    def _run_done(self, future: Future, done: Callable[[Future], object] | list[Callable[[Future], object]]) -> None:
+        """Run a finished future's done callbacks (one, or a list), in order,
+        the lock not held.
+
+        While they run, this thread is recorded as one that runs them, so a
+        ``cancel()`` in one sends and returns rather than waiting for an
+        answer this very thread may be the one to deliver. A callback that
+        raises is logged; the others still run."""
         ident = get_ident()
         running = self._callback_threads
         outermost = ident not in running
         if outermost:
             running.add(ident)
+        callbacks: list[Callable[[Future], object]] | tuple[Callable[[Future], object]] = done if isinstance(done, list) else (done,)
         try:
-            for future, callbacks in finished:
-                for callback in callbacks:
-                    try:
-                        callback(future)
-                    except Exception:
-                        _log.exception("done callback %r of %r raised", callback, future)
+            for callback in callbacks:
+                try:
+                    callback(future)
+                except Exception:
+                    _log.exception("done callback %r of %r raised", callback, future)
         finally:
             if outermost:
                 running.discard(ident)

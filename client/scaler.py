@@ -247,7 +247,8 @@ def scaler_declaration(policy: str = lc.DEFAULT_POLICY) -> dict[str, Any]:
 #: onto taskfate's before they reach the manager, so the stock classifier
 #: reads them).
 SCALER_LIFECYCLES: Final[dict[str, Lifecycle]] = {
-    policy: declare(scaler_declaration(policy), messages=lc.stock_messages, name=f"scaler-{policy}") for policy in lc.POLICIES
+    policy: declare(scaler_declaration(policy), messages=lc.stock_messages, name=f"scaler-{policy}", late_result=policy)
+    for policy in lc.POLICIES
 }
 
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, Literal, NamedTuple, TypeAlias
 
 from transitions import Machine
 from transitions.extensions.states import Tags, add_state_features
@@ -55,7 +55,9 @@ __all__ = [
     "LOCAL_EVENTS",
     "OUTCOMES",
     "TAGS",
+    "LATE_RESULTS",
     "DeclarationError",
+    "LateResult",
     "Lifecycle",
     "MessageClassifier",
     "Rule",
@@ -75,6 +77,11 @@ RUNNING: Final = "running"
 OUTCOMES: Final = (RESULT, EXCEPTION, CANCELLED)
 #: Every tag a state may carry.
 TAGS: Final = frozenset((*OUTCOMES, RUNNING))
+
+#: What a lifecycle may promise about a result that races a cancel
+#: (``declare(late_result=...)``).
+LateResult: TypeAlias = Literal["cancel", "deliver"]
+LATE_RESULTS: Final = ("cancel", "deliver")
 
 # -- Local events: fired by the library, never by a message -----------------------
 
@@ -201,6 +208,11 @@ class Lifecycle(Table):
     callbacks: tuple[str, ...]
     messages: MessageClassifier = field(repr=False)
     declaration: Mapping[str, Any] = field(repr=False)
+    #: The promise made about a result that arrives while a cancel awaits its
+    #: answer: ``"cancel"`` (the future still ends cancelled), ``"deliver"``
+    #: (it ends with that result), or ``None`` (no promise declared). The
+    #: explorer holds the rules to it (``policy_kept``).
+    late_result: LateResult | None = None
 
     @property
     def live(self) -> tuple[str, ...]:
@@ -256,13 +268,18 @@ class Lifecycle(Table):
         return [(state, event, rule) for state in self.states for event, rule in self.table[state].items()]
 
 
-def declare(declaration: Mapping[str, Any], *, messages: MessageClassifier, name: str | None = None) -> Lifecycle:
+def declare(
+    declaration: Mapping[str, Any], *, messages: MessageClassifier, name: str | None = None, late_result: LateResult | None = None
+) -> Lifecycle:
     """Check ``declaration`` and return it as a :class:`Lifecycle`.
 
     ``declaration`` is ``transitions.Machine`` keyword arguments (``states``,
     ``transitions``, ``initial``); states carry their outcome and ``running``
     tags as transitions' ``Tags`` feature reads them. ``messages`` maps an
     incoming message to the event it fires (``None``: not for futures).
+    ``late_result`` states the promise the rules make about a result that
+    races a cancel (``"cancel"`` or ``"deliver"``), for the explorer to
+    check; ``None`` makes none.
 
     Raises :class:`DeclarationError` for what cannot be run safely: a final
     state without exactly one outcome tag, an outcome tag on a live state,
@@ -274,6 +291,8 @@ def declare(declaration: Mapping[str, Any], *, messages: MessageClassifier, name
     """
     if not callable(messages):
         raise DeclarationError(f"messages must be a callable message -> event name, got {messages!r}")
+    if late_result not in (None, *LATE_RESULTS):
+        raise DeclarationError(f"late_result must be one of {LATE_RESULTS} or None, got {late_result!r}")
     if not isinstance(declaration, Mapping):
         raise DeclarationError(f"a declaration is transitions.Machine keyword arguments (a mapping), got {type(declaration).__name__}")
     unknown_keys = set(declaration) - _ACCEPTED_KEYS
@@ -348,6 +367,7 @@ def declare(declaration: Mapping[str, Any], *, messages: MessageClassifier, name
         callbacks=callbacks,
         messages=messages,
         declaration=declared,
+        late_result=late_result,
     )
 
 

@@ -126,6 +126,7 @@ from taskfate.fsm.declare import (
     GROUP_CANCEL,
     KEEP_CONNECTION_ERROR,
     KEEP_RESULT,
+    LOCAL_EVENTS,
     RESULT,
     SEND_CANCEL,
     Lifecycle,
@@ -158,11 +159,23 @@ INVARIANTS: Final = (
     "callbacks_exactly_once",
     "result_recorded",
     "result_matches_state",
+    "result_ends_future",
+    "policy_kept",
+    "notice_is_not_an_end",
+    "started_means_running",
     "cancel_returns_final_state",
+    "cancel_waits_for_answer",
+    "cancel_is_requested",
+    "group_cancelled_together",
     "one_request_per_cancel",
+    "answer_ends_wait",
+    "gone_ends_future",
+    "refusal_is_not_an_end",
+    "timer_armed_while_awaiting",
     "ends_once_timeouts_fire",
     "can_end",
     "close_ends_every_future",
+    "loss_ends_every_future",
 )
 
 SCHEDULERS: Final = ("faithful", "any")
@@ -265,6 +278,45 @@ def _result_kinds(lifecycle: Lifecycle, results: tuple[str, ...]) -> dict[str, i
         seen = found.get(event, set())
         kinds[event] = seen.pop() if len(seen) == 1 else _UNKNOWN
     return kinds
+
+
+#: The answers after which the peer holds no task to report on.
+_GONE_ANSWERS: Final = frozenset((CancelConfirmType.CANCELED, CancelConfirmType.CANCEL_NOT_FOUND))
+
+
+def _confirm_meanings(lifecycle: Lifecycle) -> dict[str, frozenset[CancelConfirmType]]:
+    """Event -> the protocol answers (``TaskCancelConfirm`` types) the
+    lifecycle's classifier maps to it.
+
+    Asked of the classifier, like :func:`_result_kinds`, so that a rule a
+    mutant dropped or redirected cannot change what an answer means: the
+    promises about answers (a "cancelled" ends the future, a refusal does
+    not) hold the rules to what the message says.
+    """
+    probe = TaskID(bytes(16))
+    found: dict[str, set[CancelConfirmType]] = {}
+    for kind in CancelConfirmType:
+        try:
+            event = lifecycle.messages(TaskCancelConfirm(probe, kind))
+        except Exception:  # a library's classifier may not expect a foreign message
+            _log.debug("the classifier of %r refused a %s confirm", lifecycle.name, kind.name, exc_info=True)
+            continue
+        # Kept even when no rule names the event (a mutant dropped its only
+        # rule): the peer still sends the answer, and the future ignores it.
+        if isinstance(event, str) and event not in LOCAL_EVENTS:
+            found.setdefault(event, set()).add(kind)
+    return {event: frozenset(kinds) for event, kinds in found.items()}
+
+
+def _started_events(lifecycle: Lifecycle) -> tuple[str, ...]:
+    """The event the protocol's ``TaskStarted`` is classified as (none, for
+    a lifecycle without a started notice), asked of the classifier."""
+    try:
+        event = lifecycle.messages(TaskStarted(TaskID(bytes(16))))
+    except Exception:
+        _log.debug("the classifier of %r refused a started notice", lifecycle.name, exc_info=True)
+        return ()
+    return (event,) if isinstance(event, str) and event not in LOCAL_EVENTS else ()
 
 
 @dataclass(frozen=True)
@@ -382,6 +434,10 @@ def load_table(source: Table | Mapping[str, Any], name: str = "custom") -> Table
 
 def describe_action(action: Action) -> str:
     kind, index, event = action
+    if kind in (_CANCEL, _CLEAR) and event:
+        # An answer that arrives while the TaskCancel is being sent.
+        plain = describe_action((kind, index, ""))
+        return f"{plain}, and {event} arrives while its TaskCancel is sent"
     if kind == _SUBMIT:
         return f"submit f{index}"
     if kind == _MESSAGE:
@@ -402,9 +458,10 @@ def action_token(action: Action) -> str:
         return f"{event}:{index}"
     if kind == _GROUP:
         return f"{event}:group"
+    answer = f"/{event}" if event else ""
     if kind in (_CANCEL, _TIMEOUT):
-        return f"{kind}:{index}"
-    return kind
+        return f"{kind}:{index}{answer}"
+    return kind + answer
 
 
 def parse_trace(text: str, events: Iterable[str] | None = None) -> list[Action]:
@@ -417,12 +474,15 @@ def parse_trace(text: str, events: Iterable[str] | None = None) -> list[Action]:
     known = None if events is None else frozenset(events)
     actions: list[Action] = []
     for token in text.replace(",", " ").split():
+        token, _, answer = token.partition("/")
         name, _, who = token.partition(":")
         is_event = name.isidentifier() and (known is None or name in known)
+        if answer and not (name in (_CANCEL, _CLEAR) and answer.isidentifier() and (known is None or answer in known)):
+            raise ValueError(f"cannot read trace step {token}/{answer!r}: only cancel and clear take an answer during the send")
         if name in (_SUBMIT, _CLEAR, _CLOSE, _LOST) and not who:
-            actions.append((name, 0, ""))
+            actions.append((name, 0, answer))
         elif who.isdigit() and name in (_CANCEL, _TIMEOUT):
-            actions.append((name, int(who), ""))
+            actions.append((name, int(who), answer))
         elif who == "group" and is_event:
             actions.append((_GROUP, -1, name))
         elif who.isdigit() and is_event:
@@ -436,7 +496,7 @@ class _Step:
     """The scratch record of one action: problems found and, when replaying,
     what the outside world saw."""
 
-    __slots__ = ("problems", "effects", "tracing", "asked_group", "used", "sent", "force")
+    __slots__ = ("problems", "effects", "tracing", "asked_group", "used", "sent", "force", "answer", "interleaved", "answered_sends")
 
     def __init__(self, tracing: bool, asked_group: int, used: set[tuple[int, str]]) -> None:
         self.problems: list[tuple[str, str]] = []
@@ -449,6 +509,12 @@ class _Step:
         # explorer, which carries them to the scheduler.
         self.sent: list[int] = []
         self.force = 1
+        # The answer the peer gives while the action's first TaskCancel is
+        # being sent (the send hands control back to the world), and whether
+        # one was given.
+        self.answer = ""
+        self.interleaved = False
+        self.answered_sends = 0  # TaskCancels sent when that answer came
 
 
 class Explorer:
@@ -496,9 +562,26 @@ class Explorer:
             if event in _ASKING_EVENTS and rule.dest is not None and rule.dest not in life.terminal
         )
         self.peer = peer_events(life)
+        # What the protocol's cancel answers mean to this lifecycle (asked of
+        # its classifier, never read off the rules a mutant may have changed).
+        meanings = _confirm_meanings(life)
+        self._answers = tuple(meanings)
+        self._gone = frozenset(event for event, kinds in meanings.items() if kinds <= _GONE_ANSWERS)
+        self._cancelled_word = frozenset(event for event, kinds in meanings.items() if CancelConfirmType.CANCELED in kinds)
+        self._refusals = frozenset(event for event, kinds in meanings.items() if kinds == {CancelConfirmType.CANCEL_FAILED})
+        self._confirms = self.peer.confirms + tuple(event for event in meanings if event not in self.peer.confirms)
+        self._unasked = self.peer.unasked | self._cancelled_word
+        self._late_result = life.late_result
+        self._running = frozenset(self._index[name] for name in life.running)
+        self._started = frozenset(_started_events(life))
         self._results = self.peer.results
         self._result_number = {event: number for number, event in enumerate(self._results, 1)}
-        self._notice_bit = {event: 1 << number for number, event in enumerate(self.peer.notices)}
+        # The started notice is sent even where no rule names it (a mutant
+        # dropped its only rule), as the confirms are.
+        self._notices = self.peer.notices + tuple(
+            event for event in self._started if event not in self.peer.notices and event not in self._result_number and event not in self._answers
+        )
+        self._notice_bit = {event: 1 << number for number, event in enumerate(self._notices)}
         self.unmodelled = tuple(name for name in life.callbacks if name not in CALLBACKS)
         if self.unmodelled:
             _log.info("lifecycle %r: callbacks %s taken to have no protocol effect", life.name, ", ".join(self.unmodelled))
@@ -528,7 +611,7 @@ class Explorer:
 
     def parse_trace(self, text: str) -> list[Action]:
         """:func:`parse_trace`, accepting only this lifecycle's peer events."""
-        return parse_trace(text, self.lifecycle.peer_events)
+        return parse_trace(text, (*self.lifecycle.peer_events, *self._answers, *self._notices))
 
     def run(self, depth: int = 10, progress: Callable[[str], None] | None = None) -> Report:
         """Explore every ordering of at most ``depth`` actions.
@@ -659,22 +742,26 @@ class Explorer:
                 if not faithful or outcome in (0, number):
                     actions.append((_MESSAGE, index, event))
             asked = group_asked if self.grouped else future[_ASKED]
-            for event in peer.confirms:
-                if not faithful or asked or event in peer.unasked:
+            for event in self._confirms:
+                if not faithful or asked or event in self._unasked:
                     actions.append((_MESSAGE, index, event))
-            for event in peer.notices:
+            for event in self._notices:
                 if not faithful or (not outcome and not future[_NOTICED] & self._notice_bit[event]):
                     actions.append((_MESSAGE, index, event))
             if live:
                 actions.append((_CANCEL, index, ""))
+                for answer in self._answers:
+                    actions.append((_CANCEL, index, answer))
             if future[_ARMED] and not closed:
                 actions.append((_TIMEOUT, index, ""))
         if self.grouped and any_live:
-            for event in peer.confirms:
-                if not faithful or group_asked or event in peer.unasked:
+            for event in self._confirms:
+                if not faithful or group_asked or event in self._unasked:
                     actions.append((_GROUP, -1, event))
         if any_live:
             actions.append((_CLEAR, 0, ""))
+            for answer in self._answers:
+                actions.append((_CLEAR, 0, answer))
             actions.append((_LOST, 0, ""))
         if not closed:
             actions.append((_CLOSE, 0, ""))
@@ -690,23 +777,35 @@ class Explorer:
             if event in self._result_number:
                 future[_OUTCOME] = self._result_number[event]
             future[_NOTICED] |= self._notice_bit.get(event, 0)
-            self._dispatch(futures, index, event, step, before)
+            self._deliver(futures, index, event, step, before)
         elif kind == _GROUP:
             for member in self._live(futures):
-                self._dispatch(futures, member, event, step, before)
+                self._deliver(futures, member, event, step, before)
         elif kind == _CANCEL:
+            step.answer = event
             self._user_cancel(futures, index, step, before)
+            self._check_asked(futures, [index], before, step, "cancel()")
         elif kind == _TIMEOUT:
             self._timer_fires(futures, index, step, before)
         elif kind == _SUBMIT:
             futures[index][_ST] = self._initial
-        elif kind in (_CLEAR, _LOST):
-            event = CLEAR if kind == _CLEAR else CONNECTION_LOST
+        elif kind == _CLEAR:
+            step.answer = event
+            members = self._live(futures)
+            for member in members:
+                self._dispatch(futures, member, CLEAR, step, before)
+            self._check_asked(futures, members, before, step, "clear()")
+        elif kind == _LOST:
             for member in self._live(futures):
-                self._dispatch(futures, member, event, step, before)
+                self._dispatch(futures, member, CONNECTION_LOST, step, before)
+            self._check_lost(futures, before, step)
         elif kind == _CLOSE:
             closed = 1
             self._close(futures, step, before)
+        if self.grouped and -1 in step.sent and not step.interleaved:
+            self._check_group_asked(futures, step)
+        if step.interleaved and len(step.sent) == step.answered_sends:
+            self._check_answer_not_awaited(futures, step)
         self._wake_cancellers(futures)
         new_futures = tuple(tuple(future) for future in futures)
         if step.tracing:
@@ -714,6 +813,13 @@ class Explorer:
         return (new_futures, step.asked_group, closed)
 
     # What the manager does around the table, shared with the system explorer.
+
+    def _deliver(self, futures: list[list[int]], index: int, event: str, step: _Step, before: list[int]) -> None:
+        """A peer event reaches one future: the rule runs, then the promises
+        about what that message means are checked."""
+        source = futures[index][_ST]
+        self._dispatch(futures, index, event, step, before)
+        self._check_message(futures[index], index, event, source, step)
 
     def _user_cancel(self, futures: list[list[int]], index: int, step: _Step, before: list[int]) -> None:
         """``cancel()``: fire ``cancel``; the caller waits while the future
@@ -772,11 +878,18 @@ class Explorer:
         dest, before_callbacks, after_callbacks = rule
         recorded = False
         for callback in before_callbacks:
-            recorded |= self._callback(callback, futures, index, event, step, before, nesting)
+            recorded |= self._callback(callback, futures, index, event, step, before, nesting, source)
         if dest is not None:
-            if source in self._terminal:
+            # Where the future is now: an answer during a send in the
+            # before callbacks may have moved it since the rule began.
+            current = future[_ST]
+            if current in self._terminal:
                 step.problems.append(
-                    ("terminal_never_left", f"f{index} in terminal {self._names[source]} moved to {self._names[dest]} on {event}")
+                    ("terminal_never_left", f"f{index} in terminal {self._names[current]} moved to {self._names[dest]} on {event}")
+                )
+            elif dest in self._terminal and event in _ASKING_EVENTS:
+                step.problems.append(
+                    ("cancel_waits_for_answer", f"{event} ended f{index} ({self._names[source]} -> {self._names[dest]}) without an answer from the peer")
                 )
             future[_ST] = dest
             if dest in self._terminal:
@@ -785,20 +898,28 @@ class Explorer:
                     step.problems.append(
                         ("callbacks_exactly_once", f"f{index} entered a terminal state a second time ({self._names[dest]}): done callbacks would run again")
                     )
+                # done() is True from here on, read without the lock: what the
+                # future reports must already be in place.
+                if is_result and not recorded:
+                    step.problems.append(
+                        ("result_recorded", f"{event} ended f{index} {self._names[dest]} before its result was kept or recorded as discarded")
+                    )
+                self._check_end(future, index, step)
         if step.tracing:
             step.effects.append(f"f{index}: {self._names[source]} --{event}--> {self._names[dest] if dest is not None else '(stays)'}")
         for callback in after_callbacks:
-            recorded |= self._callback(callback, futures, index, event, step, before, nesting)
+            recorded |= self._callback(callback, futures, index, event, step, before, nesting, source)
         if is_result and not recorded:
             step.problems.append(
                 ("result_recorded", f"{event} took f{index} {self._names[source]} -> {self._names[future[_ST]]} with neither keep_result nor discard_result")
             )
-        if dest is not None and dest in self._terminal:
-            self._check_end(future, index, step)
 
-    def _callback(self, name: str, futures: list[list[int]], index: int, event: str, step: _Step, before: list[int], nesting: int) -> bool:
+    def _callback(
+        self, name: str, futures: list[list[int]], index: int, event: str, step: _Step, before: list[int], nesting: int, source: int
+    ) -> bool:
         """Apply one named callback's outside effect; True if it recorded a
-        result. A callback outside the modelled vocabulary has none."""
+        result. A callback outside the modelled vocabulary has none.
+        ``source`` is the state the rule running it started from."""
         future = futures[index]
         if name == KEEP_RESULT:
             kind = self.peer.kinds.get(event, _NOT_A_RESULT)
@@ -815,15 +936,28 @@ class Explorer:
                 step.effects.append(f"f{index}: {event} recorded in discarded_results")
             return event in self._result_number
         if name == SEND_CANCEL:
-            if before[index] in self._asking:
+            if source in self._asking:
                 step.problems.append(("one_request_per_cancel", f"f{index} sent a second TaskCancel while one was in flight"))
             if self.grouped:
+                if -1 in step.sent[step.answered_sends :]:
+                    step.problems.append(("one_request_per_cancel", f"the group's TaskCancel was sent twice in one step (again by f{index})"))
                 step.asked_group = 1
             else:
                 future[_ASKED] = 1
             step.sent.append(-1 if self.grouped else index)
             if step.tracing:
                 step.effects.append(f"TaskCancel({'group' if self.grouped else f'f{index}'}) sent")
+            answer = step.answer
+            if answer:
+                # The send hands control back: the peer's answer to this very
+                # request arrives before the rest of the rule has run.
+                step.answer = ""
+                step.interleaved = True
+                step.answered_sends = len(step.sent)
+                for member in self._live(futures) if self.grouped else [index]:
+                    source = futures[member][_ST]
+                    self._dispatch(futures, member, answer, step, before, nesting + 1)
+                    self._check_message(futures[member], member, answer, source, step)
             return False
         if name == CANCEL_GROUP:
             if self.grouped:
@@ -846,6 +980,98 @@ class Explorer:
 
     # -- The promises about states ---------------------------------------------
 
+    def _check_message(self, future: list[int], index: int, event: str, source: int, step: _Step) -> None:
+        """What a peer message means, held against where it took a live
+        future (``source`` is where it found it)."""
+        if source == _UNSUBMITTED or source in self._terminal:
+            return
+        st = future[_ST]
+        ended = st in self._terminal
+        outcome = self._outcome[st]
+        where = f"{event} took f{index} {self._names[source]} -> {self._names[st]}"
+        if event in self._result_number and self.peer.kinds[event] != _NOT_A_RESULT:
+            kind = self.peer.kinds[event]
+            if not ended:
+                step.problems.append(("result_ends_future", f"{where}: the task is over, but the future is still live"))
+            elif source in self._awaiting and self._late_result is not None and kind != _UNKNOWN:
+                if self._late_result == "cancel":
+                    expected = CANCELLED
+                else:
+                    expected = RESULT if kind == _SUCCESS else EXCEPTION
+                if outcome != expected:
+                    step.problems.append(
+                        ("policy_kept", f"{where} (tagged {outcome!r}): late_result={self._late_result!r} promises {expected!r} for a result that races a cancel")
+                    )
+            return
+        if event in self._notice_bit:
+            if ended:
+                step.problems.append(("notice_is_not_an_end", f"{where}: a notice ended the future, which is owed a result or an answer"))
+            elif event in self._started and self._running and source not in self._asking and st not in self._running:
+                step.problems.append(("started_means_running", f"{where}: the peer started the task, yet running() is False"))
+        if event not in self._answers:
+            return
+        awaiting = source in self._awaiting
+        if event in self._cancelled_word or (awaiting and event in self._gone):
+            if outcome != CANCELLED:
+                step.problems.append(("gone_ends_future", f"{where}: the peer holds no task any more, yet the future is not cancelled"))
+        if awaiting and st in self._awaiting:
+            step.problems.append(("answer_ends_wait", f"{where}: the request was answered, yet the future waits for an answer still"))
+        if awaiting and event in self._refusals:
+            if ended:
+                step.problems.append(("refusal_is_not_an_end", f"{where}: the peer refused to cancel, so the task runs on and its result is owed"))
+            elif self._running and st not in self._running:
+                # The peer refuses a cancel only for a task a worker runs.
+                step.problems.append(("refusal_is_not_an_end", f"{where}: the peer refused because the task runs, yet running() is False"))
+
+    def _check_asked(self, futures: list[list[int]], members: list[int], before: list[int], step: _Step, call: str) -> None:
+        """After ``cancel()`` or ``clear()`` (no answer during the send), the
+        futures it was called on that were not already cancelling are."""
+        if step.interleaved:
+            return
+        for member in members:
+            was = before[member]
+            if was == _UNSUBMITTED or was in self._terminal or was in self._asking:
+                continue
+            st = futures[member][_ST]
+            if st not in self._asking:
+                step.problems.append(("cancel_is_requested", f"{call} left f{member} {self._names[st]}: nothing was asked of the peer"))
+
+    def _check_group_asked(self, futures: list[list[int]], step: _Step) -> None:
+        """The group's one ``TaskCancel`` went out: every live member is
+        cancelling (each waits for the group's answer and ends by it)."""
+        for member in self._live(futures):
+            st = futures[member][_ST]
+            if st not in self._asking:
+                step.problems.append(
+                    ("group_cancelled_together", f"the group's TaskCancel was sent, but f{member} is {self._names[st]}: it will not wait for the answer")
+                )
+
+    def _check_answer_not_awaited(self, futures: list[list[int]], step: _Step) -> None:
+        """The peer answered while the request was being sent, and nothing
+        was asked since: no future may now wait for that answer (it will
+        not come again; a member that began waiting only after it arrived
+        missed it)."""
+        for member in self._live(futures):
+            st = futures[member][_ST]
+            if st in self._awaiting:
+                step.problems.append(
+                    ("answer_ends_wait", f"f{member} waits in {self._names[st]} for the answer that arrived while its TaskCancel was sent")
+                )
+
+    def _check_lost(self, futures: list[list[int]], before: list[int], step: _Step) -> None:
+        """After the connection is lost, every future that was live has
+        failed with the transport's error."""
+        for member, was in enumerate(before):
+            if was == _UNSUBMITTED or was in self._terminal:
+                continue
+            future = futures[member]
+            st = future[_ST]
+            if self._outcome[st] != EXCEPTION or not future[_ERR]:
+                error = "holding the connection error" if future[_ERR] else "without the connection error"
+                step.problems.append(
+                    ("loss_ends_every_future", f"connection_lost left f{member} {self._names[st]} {error}: it must fail with ConnectionLost")
+                )
+
     def _check_end(self, future: list[int], index: int, step: _Step) -> None:
         st, held = future[_ST], future[_HELD]
         outcome = self._outcome[st]
@@ -866,6 +1092,9 @@ class Explorer:
                 continue
             if future[_PROMISED] and self._outcome[st] != CANCELLED:
                 problems.append(("cancel_returns_final_state", f"cancel() on f{index} returned True but it is now {self._names[st]}"))
+            if bool(future[_ARMED]) != (st in self._awaiting):
+                armed = "armed" if future[_ARMED] else "not armed"
+                problems.append(("timer_armed_while_awaiting", f"f{index} is {self._names[st]} and its confirm timer is {armed}"))
             if st in self._terminal:
                 continue
             if st in self._asking and not (group_asked if self.grouped else future[_ASKED]):

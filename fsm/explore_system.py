@@ -24,20 +24,32 @@ The model
   ``forget`` drops a record. Workers assign, finish, fail and die at any
   moment; after the client closed (``ClientDisconnect``) or lost its
   connection the scheduler may notice (``client_gone``).
-* The channel. The client's messages travel in order on one connection,
-  which loses them only by breaking. The scheduler's answers are a set in
-  flight: any may be delivered next (reordering), delivered and kept
-  (duplication) or dropped. A real transport drops only when the connection
-  breaks, and the client then learns it from the heartbeat; so once
-  anything was dropped, the connection loss counts as something that will
-  happen.
+* The channel, both ways. What is in flight in each direction is a set:
+  any message may be delivered next (reordering), delivered and kept
+  (duplication) or dropped. A ``Task`` delivered again after the scheduler
+  forgot the first is run again, as the reference scheduler would. A real
+  transport drops only when the connection breaks, and the client then
+  learns it from the heartbeat; so once anything was dropped, the
+  connection loss counts as something that will happen. (``lossy_requests=
+  False`` keeps the client's messages in order and loses them only by
+  breaking, as one ZeroMQ connection does.)
+* Cancel epochs. Each ``TaskCancel`` carries its request number for the
+  cancel target (the lone future, or the graph); the scheduler echoes it in
+  the confirms that answer it, and sends 0 in a confirm nobody asked for.
+  The client drops a refusal that answers an earlier request, as the
+  manager does; a stale "cancelled" or "not found" is still acted on (the
+  task is gone whichever request found it so). ``epochs=False`` models a
+  protocol without the field (Scaler's): every confirm is acted on.
 
 What is checked
 ---------------
 
 Every promise of :mod:`taskfate.fsm.explore` on the client side, at every
 step; on the scheduler side, that a task's result is one result
-(``scheduler_answers_once``); and across the whole system,
+(``scheduler_answers_once``); that a refusal the client acts on answers its
+latest request (``refusal_answers_latest_request``: a stale "cannot cancel"
+for an earlier gentle request must not undo a later forced one, which the
+scheduler never refuses); and across the whole system,
 ``futures_can_end``: from every reachable joint state, with no further user
 action, the scheduler making progress, the channel delivering what is in
 flight (a connection already broken being noticed) and timeouts firing,
@@ -70,12 +82,14 @@ from taskfate.protocol import CancelConfirmType, TaskCancelConfirm, TaskID, Task
 
 __all__ = ["SYSTEM_INVARIANTS", "SystemExplorer"]
 
-SYSTEM_INVARIANTS: Final = ("scheduler_answers_once", "futures_can_end")
+SYSTEM_INVARIANTS: Final = ("scheduler_answers_once", "refusal_answers_latest_request", "futures_can_end")
 
-# Messages in flight are (kind, target, code) triples of ints; target -1 is
-# the group. Codes: force flag, or the TaskResultType / CancelConfirmType.
+# Messages in flight are (kind, target, code, epoch) tuples of ints; target
+# -1 is the group. Codes: force flag, or the TaskResultType /
+# CancelConfirmType. Epoch: a TaskCancel's request number, echoed by the
+# confirms that answer it (0: not an answer to a numbered request).
 _TASK, _CANCEL, _RESULT, _CONFIRM, _DISCONNECT, _STARTED = 0, 1, 2, 3, 4, 5
-Wire = tuple[int, int, int]
+Wire = tuple[int, int, int, int]
 
 # A scheduler task is (state index or -1 before its Task arrived, result sent:
 # 0 none, else 1 + the TaskResultType, forgotten: the record was dropped
@@ -105,32 +119,36 @@ _CONFIRMS_SENT: Final = {
 }
 _WORKER_EVENTS = ("assign", "finish_success", "finish_failure", "worker_lost")
 
-# System state: (futures, group asked, closed, scheduler tasks, to scheduler
-# (in order), to client (a set), flags) where flags bit 0 = something was
-# dropped, bit 1 = the client is gone (closed or lost its connection).
-SystemState = tuple[Any, int, int, tuple[tuple[int, int, int], ...], tuple[Wire, ...], frozenset[Wire], int]
+# System state: (futures, group asked, closed, scheduler tasks, to scheduler,
+# to client, flags, requests) where flags bit 0 = something was dropped, bit
+# 1 = the client is gone (closed or lost its connection), and requests is
+# how many TaskCancels the client has sent for its cancel target (the lone
+# future, or the graph): the latest one's epoch. To the client is a set in
+# flight; to the scheduler a sorted tuple of distinct messages (a set) when
+# requests are lossy, the connection's queue in order when they are not.
+SystemState = tuple[Any, int, int, tuple[tuple[int, int, int], ...], tuple[Wire, ...], frozenset[Wire], int, int]
 Action = tuple[Any, ...]
 
 
 def _wire_name(message: Wire) -> str:
-    kind, target, code = message
+    kind, target, code, epoch = message
     who = "group" if target < 0 else f"t{target}"
     if kind == _TASK:
         return f"Task({who})"
     if kind == _DISCONNECT:
         return "ClientDisconnect"
     if kind == _CANCEL:
-        return f"TaskCancel({who}, force={bool(code)})"
+        return f"TaskCancel({who}, force={bool(code)}, epoch={epoch})"
     if kind == _STARTED:
         return f"TaskStarted({who})"
     if kind == _RESULT:
         return f"TaskResult({who}, {TaskResultType(code).name})"
-    return f"TaskCancelConfirm({who}, {CancelConfirmType(code).name})"
+    return f"TaskCancelConfirm({who}, {CancelConfirmType(code).name}, epoch={epoch})"
 
 
 def _protocol_message(message: Wire) -> Any:
-    """The protocol message a scheduler-to-client wire triple stands for."""
-    kind, target, code = message
+    """The protocol message a scheduler-to-client wire tuple stands for."""
+    kind, target, code, _ = message
     task_id = TaskID(bytes(16))
     if kind == _STARTED:
         return TaskStarted(task_id)
@@ -158,6 +176,8 @@ class SystemExplorer(Explorer):
         *,
         futures: int = 1,
         timeouts: bool = True,
+        epochs: bool = True,
+        lossy_requests: bool = True,
         replay: str | None = None,
     ) -> None:
         if scheduler_lifecycle is None:
@@ -167,10 +187,14 @@ class SystemExplorer(Explorer):
             client_option = f"--policy {client}" if isinstance(client, str) else "--declaration MODULE:NAME"
             if scheduler_table.name != "scheduler":
                 client_option += " --scheduler-declaration MODULE:NAME"
-            replay = f"taskfate explore --system {client_option} --futures {futures}{'' if timeouts else ' --no-timeouts'} --replay '{{trace}}'"
+            switches = ("" if timeouts else " --no-timeouts") + ("" if epochs else " --no-epochs") + ("" if lossy_requests else " --ordered-requests")
+            replay = f"taskfate explore --system {client_option} --futures {futures}{switches} --replay '{{trace}}'"
         super().__init__(client, futures=futures, scheduler="any", replay=replay)
         self.sched = scheduler_table
         self.timeouts = timeouts
+        self.epochs = epochs
+        self.lossy_requests = lossy_requests
+        self._answering = 0  # the epoch of the TaskCancel the scheduler is answering
         self._symmetric = False  # chain dependencies tell the nodes apart
         self._s_names = scheduler_table.states
         self._s_index = {name: number for number, name in enumerate(self._s_names)}
@@ -191,12 +215,12 @@ class SystemExplorer(Explorer):
         # the model, which keeps TaskStarted off the wire for a lifecycle
         # that ignores it (the state space stays the stock one's).
         self._event_of = {
-            wire: self._classify(wire)
-            for wire in [(_RESULT, 0, int(kind)) for kind in TaskResultType]
-            + [(_CONFIRM, 0, int(kind)) for kind in CancelConfirmType]
-            + [(_STARTED, 0, 0)]
+            (wire[0], wire[2]): self._classify(wire)
+            for wire in [(_RESULT, 0, int(kind), 0) for kind in TaskResultType]
+            + [(_CONFIRM, 0, int(kind), 0) for kind in CancelConfirmType]
+            + [(_STARTED, 0, 0, 0)]
         }
-        self._sends_started = self._event_of[(_STARTED, 0, 0)] is not None
+        self._sends_started = self._event_of[(_STARTED, 0)] is not None
 
     def _classify(self, wire: Wire) -> str | None:
         try:
@@ -210,7 +234,7 @@ class SystemExplorer(Explorer):
         futures, asked, closed = super().initial()
         # The first node is submitted at the start: its Task is on the wire.
         scheduler = ((-1, 0, 0),) * self.futures
-        return (futures, asked, closed, scheduler, ((_TASK, 0, 0),), frozenset(), 0)
+        return (futures, asked, closed, scheduler, ((_TASK, 0, 0, 0),), frozenset(), 0, 0)
 
     def run(self, depth: int = 14, progress: Callable[[str], None] | None = None) -> Report:
         """Explore to ``depth``, then check that futures can end from every state reached."""
@@ -241,12 +265,13 @@ class SystemExplorer(Explorer):
         to_sched = ", ".join(_wire_name(m) for m in state[4]) or "nothing"
         to_client = ", ".join(sorted(_wire_name(m) for m in state[5])) or "nothing"
         flags = (" [connection broke]" if state[6] & 1 else "") + (" [client gone]" if state[6] & 2 else "")
-        return f"client: {client} | scheduler: {tasks} | to scheduler: {to_sched} | to client: {to_client}{flags}"
+        requests = f" | cancel requests sent: {state[7]}" if state[7] else ""
+        return f"client: {client} | scheduler: {tasks} | to scheduler: {to_sched} | to client: {to_client}{flags}{requests}"
 
     # -- Moves -------------------------------------------------------------------
 
     def _actions(self, state: Any) -> list[Action]:
-        futures, _, closed, tasks, to_sched, to_client, flags = state
+        futures, _, closed, tasks, to_sched, to_client, flags, _ = state
         actions: list[Action] = []
         any_live = False
         submitted_next = False
@@ -269,11 +294,15 @@ class SystemExplorer(Explorer):
             actions += [("clear",), ("connection_lost",)]
         if not closed:
             actions.append(("close",))
-        if to_sched:
+        if self.lossy_requests:
+            in_flight = list(to_sched) + sorted(to_client)
+        else:
             # One connection keeps the client's messages in order; it loses
             # them only by breaking.
-            actions += [("deliver", *to_sched[0]), ("drop", *to_sched[0])]
-        for message in sorted(to_client):
+            if to_sched:
+                actions += [("deliver", *to_sched[0]), ("drop", *to_sched[0])]
+            in_flight = sorted(to_client)
+        for message in in_flight:
             for how in ("deliver", "duplicate", "drop"):
                 actions.append((how, *message))
         actions += self._scheduler_moves(tasks, flags)
@@ -295,10 +324,10 @@ class SystemExplorer(Explorer):
     def _progress(self, state: Any) -> list[Action]:
         """Moves that need nobody to act: the scheduler, deliveries, timers,
         and a broken connection being noticed."""
-        futures, _, closed, tasks, to_sched, to_client, flags = state
+        futures, _, closed, tasks, to_sched, to_client, flags, _ = state
         moves: list[Action] = [("deliver", *message) for message in sorted(to_client)]
         if to_sched:
-            moves.append(("deliver", *to_sched[0]))
+            moves += [("deliver", *message) for message in (to_sched if self.lossy_requests else to_sched[:1])]
         moves += self._scheduler_moves(tasks, flags)
         if self.timeouts and not closed:
             moves += [("timeout", index) for index, future in enumerate(futures) if future[_ARMED]]
@@ -307,7 +336,7 @@ class SystemExplorer(Explorer):
         return moves
 
     def _apply(self, state: Any, action: Action, step: _Step) -> Any:
-        futures_t, _, closed, tasks_t, to_sched_t, to_client_t, flags = state
+        futures_t, _, closed, tasks_t, to_sched_t, to_client_t, flags, requests = state
         futures = [list(future) for future in futures_t]
         tasks = [list(task) for task in tasks_t]
         to_sched, to_client = list(to_sched_t), set(to_client_t)
@@ -315,41 +344,52 @@ class SystemExplorer(Explorer):
         kind = action[0]
         if kind == "submit":
             futures[action[1]][_ST] = self._initial
-            to_sched.append((_TASK, action[1], 0))
+            to_sched.append((_TASK, action[1], 0, 0))
         elif kind == "cancel":
             step.force = action[2]
             self._user_cancel(futures, action[1], step, before)
+            self._check_asked(futures, [action[1]], before, step, "cancel()")
         elif kind == "timeout":
             self._timer_fires(futures, action[1], step, before)
         elif kind == "close":
             closed = 1
             flags |= 2
-            to_sched.append((_DISCONNECT, 0, 0))
+            to_sched.append((_DISCONNECT, 0, 0, 0))
             self._close(futures, step, before)
-        elif kind in ("clear", "connection_lost"):
-            event = CLEAR if kind == "clear" else CONNECTION_LOST
+        elif kind == "clear":
+            members = self._live(futures)
+            for member in members:
+                self._dispatch(futures, member, CLEAR, step, before)
+            self._check_asked(futures, members, before, step, "clear()")
+        elif kind == "connection_lost":
             for member in self._live(futures):
-                self._dispatch(futures, member, event, step, before)
-            if kind != "clear":
-                flags |= 2
+                self._dispatch(futures, member, CONNECTION_LOST, step, before)
+            self._check_lost(futures, before, step)
+            flags |= 2
         elif kind in ("deliver", "duplicate", "drop"):
-            message: Wire = (action[1], action[2], action[3])
+            message: Wire = (action[1], action[2], action[3], action[4])
             to_scheduler = message[0] in (_TASK, _CANCEL, _DISCONNECT)
-            if to_scheduler:
-                del to_sched[0]
-            elif kind != "duplicate":
-                to_client.discard(message)
+            if kind != "duplicate":
+                if to_scheduler:
+                    to_sched.remove(message)
+                else:
+                    to_client.discard(message)
             if kind == "drop":
                 flags |= 1
             elif to_scheduler:
                 self._scheduler_receives(message, tasks, to_client, step)
             else:
-                self._client_receives(message, futures, step, before)
+                self._client_receives(message, futures, requests, step, before)
         else:  # a worker event or client_gone on scheduler task action[1]
             self._fire(tasks, action[1], kind, to_client, step)
+        if self.grouped and -1 in step.sent:
+            self._check_group_asked(futures, step)
         self._wake_cancellers(futures)
         for target in step.sent:
-            to_sched.append((_CANCEL, target, step.force))
+            requests += 1
+            to_sched.append((_CANCEL, target, step.force, requests))
+        if self.lossy_requests:
+            to_sched = sorted(set(to_sched))  # a set in flight: one copy of each
         if step.tracing:
             step.effects.insert(0, self.describe_action(action))
         return (
@@ -360,24 +400,40 @@ class SystemExplorer(Explorer):
             tuple(to_sched),
             frozenset(to_client),
             flags,
+            requests,
         )
 
-    def _client_receives(self, message: Wire, futures: list[list[int]], step: _Step, before: list[int]) -> None:
-        kind, target, code = message
-        event = self._event_of[(kind, 0, code)]
+    def _client_receives(self, message: Wire, futures: list[list[int]], requests: int, step: _Step, before: list[int]) -> None:
+        kind, target, code, epoch = message
+        event = self._event_of[(kind, code)]
         if event is None:
             if step.tracing:
                 step.effects.append(f"{_wire_name(message)}: not for futures, the manager drops it")
             return
-        if target >= 0:
-            if futures[target][_ST] in self._terminal:
-                if step.tracing:
-                    step.effects.append(f"{event} for finished f{target}: recorded by the manager as late")
-                return
-            self._dispatch(futures, target, event, step, before)
+        # An answer to an earlier request. Only a refusal is dropped: "cancelled"
+        # and "not found" say the task is gone, whichever request they answer,
+        # and dropping them would leave a future waiting for a task that no
+        # longer exists (a reordered pair of requests does exactly that).
+        stale = kind == _CONFIRM and epoch != 0 and epoch != requests
+        if stale and self.epochs and code == CancelConfirmType.CANCEL_FAILED:
+            if step.tracing:
+                step.effects.append(f"{_wire_name(message)} answers request {epoch}, not the latest ({requests}): the manager drops it")
             return
-        for member in self._live(futures):
-            self._dispatch(futures, member, event, step, before)
+        members = [target] if target >= 0 else self._live(futures)
+        for member in members:
+            future = futures[member]
+            if future[_ST] in self._terminal:
+                if step.tracing:
+                    step.effects.append(f"{event} for finished f{member}: recorded by the manager as late")
+                continue
+            if stale and code == CancelConfirmType.CANCEL_FAILED and future[_ST] in self._awaiting:
+                step.problems.append(
+                    (
+                        "refusal_answers_latest_request",
+                        f"f{member} acted on a refusal of request {epoch} while it waits for the answer to request {requests}",
+                    )
+                )
+            self._deliver(futures, member, event, step, before)
 
     def _known(self, tasks: list[list[int]], index: int) -> bool:
         """Whether the scheduler holds a record for node ``index``."""
@@ -385,7 +441,7 @@ class SystemExplorer(Explorer):
 
     def _scheduler_receives(self, message: Wire, tasks: list[list[int]], to_client: set[Wire], step: _Step) -> None:
         """What the reference scheduler's loop does with a client message."""
-        kind, target, code = message
+        kind, target, code, epoch = message
         if kind == _DISCONNECT:
             for index in range(len(tasks)):
                 self._fire(tasks, index, "client_gone", to_client, step)
@@ -393,6 +449,8 @@ class SystemExplorer(Explorer):
         if kind == _TASK:
             if self._known(tasks, target):
                 return  # a Task it already holds is counted and ignored
+            if tasks[target][2]:
+                tasks[target][1] = 0  # forgotten: delivered again, it is a new run
             tasks[target][0], tasks[target][2] = self._s_initial, 0
             if step.tracing:
                 step.effects.append(f"scheduler: t{target} created {self._s_names[self._s_initial]}")
@@ -413,14 +471,19 @@ class SystemExplorer(Explorer):
         else:
             members = [member for member in range(len(tasks)) if self._known(tasks, member)]
         if not members:
-            to_client.add((_CONFIRM, target, int(CancelConfirmType.CANCEL_NOT_FOUND)))
+            to_client.add((_CONFIRM, target, int(CancelConfirmType.CANCEL_NOT_FOUND), epoch))
             if step.tracing:
                 step.effects.append(f"scheduler: {'the group' if target < 0 else f't{target}'} unknown: not found")
             return
-        for member in members:
-            # Members cancelled along the way (as dependants) are skipped.
-            if self._known(tasks, member):
-                self._fire(tasks, member, event, to_client, step)
+        # Every confirm sent while this request is handled answers it.
+        self._answering = epoch
+        try:
+            for member in members:
+                # Members cancelled along the way (as dependants) are skipped.
+                if self._known(tasks, member):
+                    self._fire(tasks, member, event, to_client, step)
+        finally:
+            self._answering = 0
 
     def _fire(self, tasks: list[list[int]], index: int, event: str, to_client: set[Wire], step: _Step) -> None:
         task = tasks[index]
@@ -450,9 +513,9 @@ class SystemExplorer(Explorer):
         elif name == "send_dependency_failure":
             result = 1
         elif name in _CONFIRMS_SENT:
-            to_client.add((_CONFIRM, index, int(_CONFIRMS_SENT[name])))
+            to_client.add((_CONFIRM, index, int(_CONFIRMS_SENT[name]), self._answering))
         elif name == "start_on_worker" and self._sends_started:
-            to_client.add((_STARTED, index, 0))
+            to_client.add((_STARTED, index, 0, 0))
         elif name in ("release_dependants", "fail_dependants", "cancel_dependants"):
             event = {"release_dependants": "dependencies_met", "fail_dependants": "dependency_failed", "cancel_dependants": "dependency_canceled"}[name]
             if index + 1 < len(tasks):
@@ -466,7 +529,7 @@ class SystemExplorer(Explorer):
                     ("scheduler_answers_once", f"scheduler sent t{index} {TaskResultType(result).name} after {TaskResultType(sent - 1).name}")
                 )
             tasks[index][1] = result + 1
-            to_client.add((_RESULT, index, result))
+            to_client.add((_RESULT, index, result, 0))
 
     # -- Liveness --------------------------------------------------------------------
 
@@ -562,7 +625,7 @@ class SystemExplorer(Explorer):
         kind = action[0]
         if kind in ("deliver", "duplicate", "drop"):
             verb = {"deliver": "delivers", "duplicate": "delivers a copy of", "drop": "drops"}[kind]
-            return f"the channel {verb} {_wire_name((action[1], action[2], action[3]))}"
+            return f"the channel {verb} {_wire_name((action[1], action[2], action[3], action[4]))}"
         if kind == "cancel":
             return f"f{action[1]}.cancel(force={bool(action[2])})"
         if kind == "submit":

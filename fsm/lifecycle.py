@@ -57,7 +57,7 @@ or the timeout) ends every member.
 from __future__ import annotations
 
 import copy
-from typing import Any, Final, Literal, TypeAlias, get_args
+from typing import Any, Final, TypeAlias, get_args
 
 from taskfate.fsm.declare import (
     ARM_CONFIRM_TIMEOUT,
@@ -79,6 +79,7 @@ from taskfate.fsm.declare import (
     NOTE_STARTED,
     NOTE_TIMEOUT,
     SEND_CANCEL,
+    LateResult,
     Lifecycle,
     declare,
 )
@@ -198,9 +199,11 @@ def _common(working: list[str]) -> list[dict[str, Any]]:
         {"trigger": RESULT_SUCCESS, "source": working, "dest": DONE, "before": [KEEP_RESULT]},
         {"trigger": RESULT_FAILED, "source": working, "dest": FAILED, "before": [KEEP_RESULT]},
         {"trigger": RESULT_WORKER_DIED, "source": working, "dest": FAILED, "before": [KEEP_RESULT]},
-        # Asking to cancel: the state changes before the request leaves.
-        {"trigger": CANCEL, "source": working, "dest": CANCEL_REQUESTED, "after": [SEND_CANCEL, CANCEL_GROUP]},
-        {"trigger": CLEAR, "source": working, "dest": CANCEL_REQUESTED, "after": [SEND_CANCEL, CANCEL_GROUP]},
+        # Asking to cancel: the state changes before the request leaves, the
+        # graph's other members' too, so that an answer arriving while the
+        # request is sent finds every member waiting for it.
+        {"trigger": CANCEL, "source": working, "dest": CANCEL_REQUESTED, "after": [CANCEL_GROUP, SEND_CANCEL]},
+        {"trigger": CLEAR, "source": working, "dest": CANCEL_REQUESTED, "after": [CANCEL_GROUP, SEND_CANCEL]},
         # A sibling in the same graph already sent the group's TaskCancel.
         {"trigger": GROUP_CANCEL, "source": working, "dest": CANCEL_REQUESTED},
         # The scheduler cancelled on its own (a clear, an operator): accept it.
@@ -238,7 +241,7 @@ LATE_RESULT_TRANSITIONS: Final[dict[str, list[dict[str, Any]]]] = {
 #: The names are fixed, so a type checker catches a misspelt one; a
 #: lifecycle of one's own is passed as the Lifecycle itself. One name per key
 #: of ``LATE_RESULT_TRANSITIONS`` (tests/test_typing.py checks they agree).
-Policy: TypeAlias = Literal["cancel", "deliver"]
+Policy: TypeAlias = LateResult
 POLICIES: Final[tuple[Policy, ...]] = get_args(Policy)
 DEFAULT_POLICY: Final[Policy] = "cancel"
 
@@ -275,11 +278,11 @@ def declaration(policy: str = DEFAULT_POLICY, *, started: bool = False) -> dict[
 #: The stock lifecycles, one per late-result policy: what ``FutureManager``
 #: runs by default (a peer that sends no started notice).
 STOCK_LIFECYCLES: Final[dict[str, Lifecycle]] = {
-    policy: declare(declaration(policy), messages=stock_messages, name=policy) for policy in POLICIES
+    policy: declare(declaration(policy), messages=stock_messages, name=policy, late_result=policy) for policy in POLICIES
 }
 #: The lifecycles with a ``running`` state, one per policy: what taskfate's
 #: own ``Client`` runs (its scheduler sends ``TaskStarted``).
 STARTED_LIFECYCLES: Final[dict[str, Lifecycle]] = {
-    policy: declare(declaration(policy, started=True), messages=started_messages, name=f"{policy}+running")
+    policy: declare(declaration(policy, started=True), messages=started_messages, name=f"{policy}+running", late_result=policy)
     for policy in POLICIES
 }

@@ -27,11 +27,23 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskfate.fsm.declare import OUTCOMES, DeclarationError, Lifecycle, declare
+from taskfate.fsm.declare import (
+    CALLBACKS,
+    NOTE_NOT_FOUND,
+    NOTE_REFUSED,
+    NOTE_STARTED,
+    NOTE_TIMEOUT,
+    OUTCOMES,
+    SEND_CANCEL,
+    DeclarationError,
+    Lifecycle,
+    Rule,
+    declare,
+)
 from taskfate.fsm.explore import Report, explore
 
 __all__ = ["Mutant", "MutationReport", "equivalence", "mutants", "mutation_report", "one_rule_per_source"]
@@ -54,17 +66,23 @@ class MutationReport:
 
     lifecycle: str
     depth: int
-    futures: int
+    #: The graph sizes each mutant was explored with, smallest first.
+    futures: tuple[int, ...]
     scheduler: str
     refused: list[str] = field(default_factory=list)
     caught: dict[str, str] = field(default_factory=dict)
     equivalent: dict[str, str] = field(default_factory=dict)
+    #: Mutants that change only the library's own callbacks (outside
+    #: ``taskfate.fsm.declare.CALLBACKS``), which the explorer takes to have no
+    #: protocol effect: neither caught nor surviving, for the library's own
+    #: tests to judge.
+    own_callbacks: list[str] = field(default_factory=list)
     survivors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def derived(self) -> int:
-        return len(self.refused) + len(self.caught) + len(self.equivalent) + len(self.survivors)
+        return len(self.refused) + len(self.caught) + len(self.equivalent) + len(self.own_callbacks) + len(self.survivors)
 
     @property
     def ok(self) -> bool:
@@ -73,11 +91,14 @@ class MutationReport:
 
     def summary(self) -> str:
         lines = [
-            f"lifecycle {self.lifecycle!r}: {self.derived} single-point mutants, explored with {self.futures} future(s), "
+            f"lifecycle {self.lifecycle!r}: {self.derived} single-point mutants, explored with {' and '.join(map(str, self.futures))} future(s), "
             f"depth {self.depth}, scheduler {self.scheduler}, in {self.seconds:.1f}s",
             f"  refused by declare: {len(self.refused)}; caught by an invariant: {len(self.caught)}; "
             f"equivalent: {len(self.equivalent)}; survived: {len(self.survivors)}",
         ]
+        if self.own_callbacks:
+            lines.append(f"  changing only the library's own callbacks, which the explorer cannot judge: {len(self.own_callbacks)}")
+            lines += [f"    own callbacks: {name}" for name in self.own_callbacks]
         by_invariant: dict[str, int] = {}
         for invariant in self.caught.values():
             by_invariant[invariant] = by_invariant.get(invariant, 0) + 1
@@ -175,32 +196,90 @@ def mutants(lifecycle: Lifecycle) -> Iterator[Mutant]:
                         yield Mutant(f"state {state['name']} tagged {other} instead of {tag}", "tag", changed(swap))
 
 
-def _calls(rule: Any) -> tuple[str, ...] | None:
+#: Library callbacks whose only effect is a log line or a counter in
+#: ``stats``: no future, waiter or peer sees whether or when they run.
+OBSERVATIONAL: tuple[str, ...] = (NOTE_NOT_FOUND, NOTE_TIMEOUT, NOTE_REFUSED, NOTE_STARTED)
+
+
+def _calls(rule: Rule) -> tuple[str, ...] | None:
     """What an internal rule (no state change) runs, in order: for one, the
     split into ``before`` and ``after`` is not observable."""
     return rule.before + rule.after if rule.dest is None else None
+
+
+def _around_sends(rule: Rule) -> tuple[tuple[str, ...], ...]:
+    """What ``rule`` runs between the moments it hands control back (each
+    ``send_cancel``), each stretch as a sorted multiset.
+
+    Inside a step the manager's lock is held, so callbacks of one stretch
+    can be told apart by order only at a ``send_cancel`` (the peer may answer
+    while it runs) or at the state change into a final state (``done()``
+    turns True, read without the lock); :func:`equivalence` uses this only
+    for rules that do not end the future.
+    """
+    stretches: list[tuple[str, ...]] = []
+    current: list[str] = []
+    for name in rule.before + rule.after:
+        if name == SEND_CANCEL:
+            stretches.append(tuple(sorted(current)))
+            current = []
+        else:
+            current.append(name)
+    stretches.append(tuple(sorted(current)))
+    return tuple(stretches)
+
+
+def _same_shape(mutant: Lifecycle, original: Lifecycle) -> bool:
+    """The same states mean the same: outcomes, awaiting, running, initial."""
+    return (
+        dict(mutant.outcomes) == dict(original.outcomes)
+        and mutant.awaiting == original.awaiting
+        and mutant.running == original.running
+        and mutant.initial == original.initial
+    )
+
+
+def _without(rule: Rule, names: Callable[[str], bool]) -> Rule:
+    """``rule`` without the callbacks ``names`` picks."""
+    return rule._replace(before=tuple(name for name in rule.before if not names(name)), after=tuple(name for name in rule.after if not names(name)))
+
+
+def _same_without(mutant: Lifecycle, original: Lifecycle, names: Callable[[str], bool]) -> bool:
+    """Whether the two tables agree once the callbacks ``names`` picks are
+    removed (and internal rules left running nothing, which do nothing)."""
+
+    def stripped(life: Lifecycle) -> dict[str, dict[str, Rule]]:
+        tables = {}
+        for state, rules in life.table.items():
+            kept = {event: _without(rule, names) for event, rule in rules.items()}
+            tables[state] = {event: rule for event, rule in kept.items() if rule.dest is not None or rule.before or rule.after}
+        return tables
+
+    return stripped(mutant) == stripped(original)
 
 
 def equivalence(mutant: Lifecycle, original: Lifecycle) -> str | None:
     """Why ``mutant`` cannot be told apart from ``original`` by anything a
     future or its peer observes, or ``None`` when it can be.
 
-    Two reasons are recognised: the executed tables are the same, or the
+    Four reasons are recognised: the executed tables are the same; the
     only difference is a callback moved across an internal rule's (no state
-    change) before/after split, which runs the same calls in the same order.
+    change) before/after split, which runs the same calls in the same order;
+    a callback moved across a state change that does not end the future,
+    without passing a ``send_cancel`` (see :func:`_around_sends`); or the
+    only difference is where or whether an observational callback
+    (:data:`OBSERVATIONAL`: a log line, a counter) runs.
     """
-    same_shape = (
-        dict(mutant.outcomes) == dict(original.outcomes)
-        and mutant.awaiting == original.awaiting
-        and mutant.running == original.running
-        and mutant.initial == original.initial
-    )
-    if not same_shape:
+    if not _same_shape(mutant, original):
         return None
     if dict(mutant.table) == dict(original.table):
         return "the executed table is the same"
     if set(mutant.table) != set(original.table):
         return None
+    if _same_without(mutant, original, lambda name: name in OBSERVATIONAL):
+        return "only a callback that logs or counts (" + ", ".join(OBSERVATIONAL) + ") moved or went: nothing a future or its peer sees changed"
+    reasons = set()
+    final = set(original.outcomes)
     for state, rules in original.table.items():
         other = mutant.table[state]
         if set(rules) != set(other):
@@ -209,33 +288,52 @@ def equivalence(mutant: Lifecycle, original: Lifecycle) -> str | None:
             changed = other[event]
             if changed == rule:
                 continue
-            if changed.dest != rule.dest or _calls(rule) is None or _calls(changed) != _calls(rule):
+            if changed.dest != rule.dest:
                 return None
-    return "an internal rule runs the same callbacks in the same order"
+            if _calls(rule) is not None and _calls(changed) == _calls(rule):
+                reasons.add("an internal rule runs the same callbacks in the same order")
+            elif rule.dest not in final and _around_sends(changed) == _around_sends(rule):
+                reasons.add(
+                    "a callback moved across a state change that does not end the future, on the same side of send_cancel: "
+                    "the step holds the manager's lock, so nothing sees the order"
+                )
+            else:
+                return None
+    return "; ".join(sorted(reasons))
 
 
 def mutation_report(
     lifecycle: Lifecycle,
     *,
     depth: int = 10,
-    futures: int = 1,
+    futures: int | Iterable[int] = (1, 2),
     scheduler: str = "any",
     progress: Callable[[str], None] | None = None,
 ) -> MutationReport:
     """Explore every mutant of ``lifecycle`` and say which no check noticed.
 
-    The original must keep every promise first (``ValueError`` otherwise: a
-    mutant of a broken lifecycle measures nothing). ``scheduler="any"`` by
-    default: a mutant only a misbehaving peer exposes is still a mutant.
+    Each mutant is explored alone, then (if nothing caught it yet) as each
+    larger graph in ``futures``: a group rule only a sibling exercises is
+    seen only with two futures, and two cost a few hundredths of a second.
+    The original must keep every promise at every size first (``ValueError``
+    otherwise: a mutant of a broken lifecycle measures nothing).
+    ``scheduler="any"`` by default: a mutant only a misbehaving peer exposes
+    is still a mutant.
     """
     started = time.monotonic()
-    baseline: Report = explore(lifecycle, depth=depth, futures=futures, scheduler=scheduler)
-    if not baseline.ok:
-        raise ValueError(f"lifecycle {lifecycle.name!r} breaks a promise already; fix it before measuring its checks:\n{baseline.summary()}")
-    report = MutationReport(lifecycle.name, depth, futures, scheduler)
+    sizes = tuple(sorted({futures} if isinstance(futures, int) else set(futures)))
+    if not sizes or sizes[0] < 1:
+        raise ValueError(f"explore graphs of one future or more, got {futures!r}")
+    for size in sizes:
+        baseline: Report = explore(lifecycle, depth=depth, futures=size, scheduler=scheduler)
+        if not baseline.ok:
+            raise ValueError(f"lifecycle {lifecycle.name!r} breaks a promise already; fix it before measuring its checks:\n{baseline.summary()}")
+    report = MutationReport(lifecycle.name, depth, sizes, scheduler)
     for number, mutant in enumerate(mutants(lifecycle), 1):
         try:
-            mutated = declare(mutant.declaration, messages=lifecycle.messages, name=f"{lifecycle.name} mutant {number}")
+            mutated = declare(
+                mutant.declaration, messages=lifecycle.messages, name=f"{lifecycle.name} mutant {number}", late_result=lifecycle.late_result
+            )
         except DeclarationError:
             report.refused.append(mutant.name)
             continue
@@ -243,9 +341,14 @@ def mutation_report(
         if reason is not None:
             report.equivalent[mutant.name] = reason
             continue
-        found = explore(mutated, depth=depth, futures=futures, scheduler=scheduler)
-        if found.violations:
-            report.caught[mutant.name] = next(iter(found.violations))
+        if _same_shape(mutated, lifecycle) and _same_without(mutated, lifecycle, lambda name: name not in CALLBACKS):
+            report.own_callbacks.append(mutant.name)
+            continue
+        for size in sizes:
+            found = explore(mutated, depth=depth, futures=size, scheduler=scheduler)
+            if found.violations:
+                report.caught[mutant.name] = next(iter(found.violations))
+                break
         else:
             report.survivors.append(mutant.name)
         if progress is not None and number % 50 == 0:

@@ -124,8 +124,8 @@ def _new_confirm(task_id: TaskID, confirm_type: CancelConfirmType) -> TaskCancel
 
 
 def _new_cancel(task_id: TaskID, force: bool) -> TaskCancel:
-    """``TaskCancel(task_id, force)``, as ``_new_result``; the generated
-    lifecycle steps write this body in place (``taskfate.client.steps``)."""
+    """``TaskCancel(task_id, force)``, as ``_new_result``: every cancel the
+    client sends is built here (``FutureManager.send_cancel``)."""
     message = _CancelDraft()
     message.task_id = task_id
     message.force = force

@@ -328,22 +328,44 @@ def _scheduler(name: str | None = None):
 
 
 @pytest.mark.parametrize("policy", lifecycle.POLICIES)
-def test_client_and_declared_scheduler_together_keep_every_promise(policy):
-    lone = SystemExplorer(policy, _scheduler()).run(14)
-    assert lone.ok and lone.depth_reached == 14, lone.summary()
-    assert set(SYSTEM_INVARIANTS) <= set(lone.invariants)
-    graph = SystemExplorer(policy, _scheduler(), futures=2).run(6)
-    assert graph.ok, "\n".join(v.describe() for v in graph.violations.values())
-    assert graph.depth_reached == 6
+@pytest.mark.parametrize("timeouts", [True, False], ids=["timer", "no timer"])
+def test_client_and_declared_scheduler_together_keep_every_promise_with_both_directions_faulty(policy, timeouts):
+    # Both directions lose, duplicate and reorder; with and without the
+    # client's confirm timer; one future, a 2-node and a 3-node graph.
+    for futures, depth in ((1, 10), (2, 6), (3, 5)):
+        report = SystemExplorer(policy, _scheduler(), futures=futures, timeouts=timeouts).run(depth)
+        assert report.ok, "\n".join(v.describe() for v in report.violations.values())
+        assert report.depth_reached == depth and set(SYSTEM_INVARIANTS) <= set(report.invariants)
+    # One ordered connection to the scheduler, deeper.
+    ordered = SystemExplorer(policy, _scheduler(), timeouts=timeouts, lossy_requests=False).run(14)
+    assert ordered.ok and ordered.depth_reached == 14, ordered.summary()
+
+
+def test_without_cancel_epochs_a_duplicated_stale_refusal_undoes_a_forced_cancel():
+    explorer = SystemExplorer("cancel", _scheduler(), epochs=False)
+    report = explorer.run(8)
+    violation = report.violations["refusal_answers_latest_request"]
+    tokens = [":".join(map(str, action)) for action in violation.trace]
+    # A gentle cancel is refused (the task runs), the refusal is duplicated,
+    # a forced cancel follows, and the copy of the old refusal arrives.
+    assert tokens == ["cancel:0:0", "deliver:0:0:0:0", "assign:0", "deliver:1:0:0:1", "duplicate:3:0:1:1", "cancel:0:1", "deliver:3:0:1:1"]
+    final = explorer.replay(violation.trace)[-1][1]
+    assert explorer.lifecycle.states[final[0][0][0]] == lifecycle.PENDING  # back to pending, its forced cancel in flight
+    # With epochs the copy answers request 1 of 2: dropped, and counted as such.
+    numbered = SystemExplorer("cancel", _scheduler())
+    steps = numbered.replay(violation.trace)
+    assert numbered.lifecycle.states[steps[-1][1][0][0][0]] == lifecycle.CANCEL_REQUESTED
+    assert any("answers request 1, not the latest (2)" in effect for effect in steps[-1][2].effects)
+    assert numbered.run(8).ok
 
 
 def test_a_node_whose_dependency_is_cancelled_must_be_answered_or_only_timeouts_end_it():
     broken = _scheduler("silent_dependants")
     # The client's confirm timer ends the node's future: it was moved to
     # cancel_requested with its graph.
-    assert SystemExplorer("cancel", broken, futures=2).run(7).ok
+    assert SystemExplorer("cancel", broken, futures=2, lossy_requests=False).run(7).ok
     # Without the timer the node's future waits forever.
-    explorer = SystemExplorer("cancel", broken, futures=2, timeouts=False)
+    explorer = SystemExplorer("cancel", broken, futures=2, timeouts=False, lossy_requests=False)
     violation = explorer.run(7).violations["futures_can_end"]
     assert "f1 can never end" in violation.message
     final = explorer.replay(violation.trace)[-1][1]
@@ -354,32 +376,33 @@ def test_a_node_whose_dependency_is_cancelled_must_be_answered_or_only_timeouts_
 
 def test_client_timeouts_end_what_a_silent_scheduler_leaves_unless_a_stale_answer_intervenes():
     broken = _scheduler("unconfirmed_forced_cancel")
-    explorer = SystemExplorer("cancel", broken, timeouts=False)
+    explorer = SystemExplorer("cancel", broken, timeouts=False, lossy_requests=False)
     without = explorer.run(16).violations["futures_can_end"]
     # Without the client's timer the silent scheduler hangs the cancel at once.
     assert [a[0] for a in without.trace if a[0] in ("duplicate", "drop")] == []
     final = explorer.replay(without.trace)[-1][1]
     assert explorer.stuck_futures(final) == [0] and explorer.lifecycle.states[final[0][0][0]] == lifecycle.CANCEL_REQUESTED
-    # With it, only a stale duplicate "cancel failed" (confirms carry no
-    # request id) can send the future back to pending after the scheduler
-    # silently cancelled it; the declared scheduler always confirms, so the
-    # same ordering is harmless there (see the test above).
-    with_timeouts = SystemExplorer("cancel", broken).run(16).violations["futures_can_end"]
-    assert "duplicate" in [a[0] for a in with_timeouts.trace]
-    assert len(with_timeouts.trace) > len(without.trace)
+    # With it, a protocol without cancel epochs still hangs: a stale
+    # duplicate "cancel failed" sends the future back to pending after the
+    # scheduler silently cancelled it.
+    unnumbered = SystemExplorer("cancel", broken, epochs=False, lossy_requests=False).run(16).violations["futures_can_end"]
+    assert "duplicate" in [a[0] for a in unnumbered.trace]
+    assert len(unnumbered.trace) > len(without.trace)
+    # Epochs drop that stale refusal: the timer ends the future.
+    assert SystemExplorer("cancel", broken, lossy_requests=False).run(16).ok
 
 
 def test_command_line_explores_both_sides_and_replays_a_system_trace(capsys):
-    assert main(["explore", "--system", "--policy", "cancel", "--depth", "16"]) == 0
+    assert main(["explore", "--system", "--policy", "cancel", "--depth", "8"]) == 0
     assert "futures_can_end" in capsys.readouterr().out
     argv = [
         "explore", "--system", "--policy", "cancel", "--futures", "2",
-        "--scheduler-declaration", "broken_lifecycles:silent_dependants", "--no-timeouts", "--depth", "6",
+        "--scheduler-declaration", "broken_lifecycles:silent_dependants", "--no-timeouts", "--ordered-requests", "--depth", "6",
     ]
     assert main(argv) == 1
     out = capsys.readouterr().out
     command = next(line.split("replay: ", 1)[1] for line in out.splitlines() if "replay: taskfate explore" in line)
-    assert "--scheduler-declaration broken_lifecycles:silent_dependants" in command and "--no-timeouts" in command
+    assert "--scheduler-declaration broken_lifecycles:silent_dependants" in command and "--no-timeouts --ordered-requests" in command
     assert main(shlex.split(command)[1:]) == 1
     replayed = capsys.readouterr().out
-    assert "TaskCancel(group, force=True)" in replayed and "from here f1 can never end" in replayed
+    assert "TaskCancel(group, force=True, epoch=1)" in replayed and "from here f1 can never end" in replayed

@@ -53,7 +53,7 @@ def test_a_mutant_dest_the_invariants_must_notice_is_caught_and_a_logging_move_i
 
 
 def test_an_undeclarable_mutant_counts_as_refused():
-    report = mutation_report(pulse.LIFECYCLE, depth=6)
+    report = mutation_report(pulse.LIFECYCLE, depth=6, futures=1)
     # Dropping a live state's close rule leaves a future close() cannot end: declare refuses it.
     assert "queued --close--> dropped" in report.refused
 
@@ -80,8 +80,12 @@ def test_a_lifecycle_that_already_breaks_a_promise_is_refused():
 def test_the_command_line_reports_survivors_with_status_1_and_bad_input_with_2(capsys):
     from taskfate.client.cli import main
 
-    assert main(["mutants", "--declaration", "pulse_lifecycle:LIFECYCLE", "--depth", "6"]) == 1
+    # Two steps are too few to reach a sibling's group cancel: mutants survive.
+    assert main(["mutants", "--declaration", "pulse_lifecycle:LIFECYCLE", "--depth", "2"]) == 1
     out = capsys.readouterr().out
-    assert "lifecycle 'pulse'" in out and "SURVIVED: " in out and "refused by declare" in out
+    assert "lifecycle 'pulse'" in out and "SURVIVED: running --group_cancel--> dropped" in out and "refused by declare" in out
+    assert main(["mutants", "--policy", "deliver"]) == 0
+    out = capsys.readouterr().out
+    assert "lifecycle 'deliver'" in out and "survived: 0" in out and "explored with 1 and 2 future(s)" in out
     assert main(["mutants", "--declaration", "no_such_module:X"]) == 2
     assert "taskfate mutants:" in capsys.readouterr().err

@@ -15,6 +15,7 @@ Also here: the explicit record of callback-running threads that keeps
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -378,3 +379,117 @@ def test_effects_another_caller_queues_after_the_lock_is_released_go_out_once(ca
     else:
         first.cancel(0)  # in flight already: nothing of its own to send
     assert [m.task_id for m in sent] == [second.task_id]
+
+
+# -- The fast path against the general step ------------------------------------------
+
+
+def _lifecycles_with_future_classes():
+    import pulse_lifecycle
+
+    cases = [(get_lifecycle(policy, started=started), Future) for policy in lifecycle.POLICIES for started in (False, True)]
+    cases.append((pulse_lifecycle.LIFECYCLE, pulse_lifecycle.PulseFuture))
+    try:
+        from taskfate.client import scaler
+    except ImportError:  # the scaler extra is not installed
+        pass
+    else:
+        cases.extend((declared, scaler.Future) for declared in scaler.SCALER_LIFECYCLES.values())
+    return cases
+
+
+@dataclasses.dataclass(frozen=True)
+class _Message:
+    """A message of no particular protocol: the test's classifier names its
+    event, so every rule can be reached through ``on_message``."""
+
+    task_id: TaskID
+    number: int
+
+
+def _path_to(declared, state):
+    """Events leading from the initial state to ``state`` (breadth first)."""
+    paths = {declared.initial: []}
+    frontier = [declared.initial]
+    while frontier:
+        source = frontier.pop(0)
+        for event, rule in declared.table[source].items():
+            if rule.dest is not None and rule.dest not in paths:
+                paths[rule.dest] = paths[source] + [event]
+                frontier.append(rule.dest)
+    return paths[state]
+
+
+@pytest.mark.parametrize("history_limit", [16, 1, 0])
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("waited_on", [False, True])
+def test_the_fast_path_does_what_the_general_step_does_for_every_plain_ending(history_limit, grouped, waited_on):
+    """``FutureManager.on_message`` runs the rules ``plain_endings`` lists in
+    place; the same manager with that table emptied runs their steps. For
+    every such rule of every lifecycle in the repository, reached through a
+    real path of events, with and without a group, a waiter and history,
+    everything observable after the message must be the same."""
+    from taskfate.client.runtime import plain_endings
+
+    checked = 0
+    for declared, future_class in _lifecycles_with_future_classes():
+        for state, endings in plain_endings(declared, future_class).items():
+            for event in endings:
+                observed = []
+                task_id, sibling_id, group = TaskID.new(), TaskID.new(), TaskID.new()
+                for fast in (True, False):
+                    clock = FakeClock()
+                    sent, ended = [], []
+                    manager = FutureManager(
+                        sent.append, lifecycle=declared, future_class=future_class, clock=clock, timer=False, history_limit=history_limit
+                    )
+                    if not fast:
+                        manager._plain_endings = {name: {} for name in manager._plain_endings}
+                    group_id = group if grouped else None
+                    future = manager.track(task_id, group_id)
+                    sibling = manager.track(sibling_id, group_id) if grouped else None
+                    future.add_done_callback(lambda f: ended.append(("first", f.state)))
+                    future.add_done_callback(lambda f: ended.append(("second", f.state)))
+                    for number, step in enumerate(_path_to(declared, state)):
+                        clock.now += 1.0
+                        manager.dispatch(future, step, True if step in (lifecycle.CANCEL, lifecycle.CLEAR) else _Message(future.task_id, number))
+                    woken = []
+                    if waited_on:
+
+                        class Waiter:
+                            def add_result(self, f):
+                                woken.append("result")
+
+                            def add_exception(self, f):
+                                woken.append("exception")
+
+                            def add_cancelled(self, f):
+                                woken.append("cancelled")
+
+                        future._waiters.append(Waiter())
+                    clock.now += 1.0
+                    message = _Message(future.task_id, 99)
+                    manager._classify = lambda m, event=event: event
+                    manager.on_message(message)
+                    observed.append(
+                        {
+                            "state": future.state,
+                            "outcome": future.outcome,
+                            "history": future.history,
+                            "kept": (future._message, future._resolved),
+                            "armed": manager.deadlines.armed(future),
+                            "routed": manager.get(future.task_id) is future,
+                            "sibling routed": sibling is not None and manager.get(sibling.task_id) is sibling,
+                            "group members": {k: sorted(v) for k, v in manager._groups.items()},
+                            "ended": list(ended),
+                            "woken": woken,
+                            "sent": list(sent),
+                            "stats": dict(manager.stats),
+                        }
+                    )
+                assert observed[0] == observed[1], (declared.name, state, event)
+                assert observed[0]["outcome"] == declared.outcomes[observed[0]["state"]]
+                checked += 1
+    # Results and confirms end futures in every lifecycle here: the fast path
+    # must have had real rules to compare (stock: 3 results x live states, ...).
+    assert checked >= 30

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import gc
+import itertools
 import logging
 import operator
 import os
@@ -314,8 +315,13 @@ def test_only_listed_client_keys_are_admitted_and_a_refused_client_is_told(certi
     with Scheduler("tcp://127.0.0.1:*", workers=1, curve_certificate=c["server_secret"], curve_clients=c["clients"]) as scheduler:
         with Client(scheduler.address, curve_server_key=c["server_public"], curve_certificate=c["admitted"]) as admitted:
             assert admitted.submit(operator.add, 2, 3).result(timeout=WAIT) == 5
-        for certificate in (c["intruder"], None):  # another keypair, a throwaway one
-            with Client(scheduler.address, curve_server_key=c["server_public"], curve_certificate=certificate) as refused:
+        # Another keypair, a throwaway one; submitted at once, or only once the
+        # refusal is known (a later future fails with it too, not with the
+        # silence timeout, which is made too long to end it here).
+        for certificate, refused_first in itertools.product((c["intruder"], None), (False, True)):
+            with Client(scheduler.address, curve_server_key=c["server_public"], curve_certificate=certificate, heartbeat_timeout=3 * WAIT) as refused:
+                if refused_first:
+                    _until(lambda: refused.stats["handshake_failed"] > 0)
                 future = refused.submit(operator.add, 1, 1)
                 with pytest.raises(AuthenticationFailed, match="refused this client's credentials.*--curve-clients"):
                     future.result(timeout=WAIT)
@@ -452,20 +458,28 @@ def _attack(address: str, victim_ids: list[TaskID], stop: threading.Event, sent:
         socket.close()
 
 
+#: How long the soak waits for one honest result. Longer than WAIT: with
+#: isolated clients every switch of a worker between the honest client and
+#: the attacker is a process start, and a graph node waits for its parent's,
+#: so on a loaded 2-core machine one node can take several seconds. The
+#: promise tested is that the work completes, not how fast.
+SOAK_WAIT = 60
+
+
 def _result_or_explain(future: Any, scheduler: Scheduler, client: Client) -> Any:
-    """``future.result(timeout=WAIT)``; on a timeout, fail with what both
-    sides knew about the task then (read racily from the scheduler thread's
-    tables: for the report only), so a failure under load says where the
-    task stood rather than only that it was late."""
+    """``future.result(timeout=SOAK_WAIT)``; on a timeout, fail with what
+    both sides knew about the task then (read racily from the scheduler
+    thread's tables: for the report only), so a failure under load says
+    where the task stood rather than only that it was late."""
     try:
-        return future.result(timeout=WAIT)
+        return future.result(timeout=SOAK_WAIT)
     except concurrent.futures.TimeoutError:
         record = scheduler._tasks.get(future.task_id)
         group = sorted(scheduler._groups.get(future.group_id, ())) if future.group_id is not None else []
         members = {member.hex()[:8]: getattr(scheduler._tasks.get(member), "state", "finished") for member in group}
         workers = [(w.name, w.owner.hex()[:8] if w.owner else None, w.ready, w.killed, w.task is not None) for w in list(scheduler._workers.values())]
         raise AssertionError(
-            f"no answer for {future!r} in {WAIT}s (history {future.history}); scheduler: "
+            f"no answer for {future!r} in {SOAK_WAIT}s (history {future.history}); scheduler: "
             f"record state={getattr(record, 'state', None)} waiting_on={getattr(record, 'waiting_on', None)} "
             f"finished={future.task_id in scheduler._finished} group={members} workers={workers} "
             f"idle={len(scheduler._idle)} ready_queues={ {k.hex()[:8]: len(v) for k, v in list(scheduler._ready.items())} } "
@@ -474,7 +488,7 @@ def _result_or_explain(future: Any, scheduler: Scheduler, client: Client) -> Any
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_an_honest_clients_work_completes_while_an_attacker_does_everything():
     with Scheduler("tcp://127.0.0.1:*", workers=2, max_frame_size=1_000_000, max_client_tasks=200) as scheduler:
         with Client(scheduler.address, heartbeat_timeout=3) as honest:

@@ -76,7 +76,7 @@ def register(subparsers: Any) -> None:
     system.add_argument(
         "--system",
         action="store_true",
-        help="explore client futures with the declared scheduler and a lossy, duplicating, reordering channel",
+        help="explore client futures with the declared scheduler and a channel that loses, duplicates and reorders both ways",
     )
     system.add_argument(
         "--scheduler-declaration",
@@ -87,6 +87,16 @@ def register(subparsers: Any) -> None:
         "--no-timeouts",
         action="store_true",
         help="with --system: take the client's confirm timer away, to see what the scheduler alone guarantees",
+    )
+    system.add_argument(
+        "--no-epochs",
+        action="store_true",
+        help="with --system: confirms carry no request number (as in Scaler's protocol), so a stale answer is acted on",
+    )
+    system.add_argument(
+        "--ordered-requests",
+        action="store_true",
+        help="with --system: the client's messages keep their order and are lost only with the connection (one ZeroMQ connection)",
     )
     parser.add_argument("--replay", metavar="TRACE", help="replay one trace step by step instead of exploring")
     parser.set_defaults(handler=run)
@@ -120,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
     if args.strict and args.system:
         print("taskfate explore: --strict goes without --system (the scheduler's own rules are listed, not judged)", file=sys.stderr)
         return 2
-    if (args.scheduler_declaration or args.no_timeouts) and not args.system:
-        print("taskfate explore: --scheduler-declaration and --no-timeouts go with --system", file=sys.stderr)
+    if (args.scheduler_declaration or args.no_timeouts or args.no_epochs or args.ordered_requests) and not args.system:
+        print("taskfate explore: --scheduler-declaration, --no-timeouts, --no-epochs and --ordered-requests go with --system", file=sys.stderr)
         return 2
     explorers: list[Explorer] = []
     try:
@@ -133,8 +143,21 @@ def run(args: argparse.Namespace) -> int:
         if args.system:
             scheduler_lifecycle, scheduler_option = _scheduler_lifecycle(args.scheduler_declaration)
             for source, option in sources:
-                replay = f"taskfate explore --system {option}{scheduler_option} --futures {args.futures}{' --no-timeouts' if args.no_timeouts else ''} --replay '{{trace}}'"
-                explorers.append(SystemExplorer(source, scheduler_lifecycle, futures=args.futures, timeouts=not args.no_timeouts, replay=replay))
+                switches = "".join(
+                    switch for switch, on in ((" --no-timeouts", args.no_timeouts), (" --no-epochs", args.no_epochs), (" --ordered-requests", args.ordered_requests)) if on
+                )
+                replay = f"taskfate explore --system {option}{scheduler_option} --futures {args.futures}{switches} --replay '{{trace}}'"
+                explorers.append(
+                    SystemExplorer(
+                        source,
+                        scheduler_lifecycle,
+                        futures=args.futures,
+                        timeouts=not args.no_timeouts,
+                        epochs=not args.no_epochs,
+                        lossy_requests=not args.ordered_requests,
+                        replay=replay,
+                    )
+                )
         else:
             for source, option in sources:
                 replay = f"taskfate explore {option} --futures {args.futures} --scheduler {args.scheduler} --replay '{{trace}}'"

@@ -13,7 +13,7 @@ promise: its mutants would measure nothing).
 
 examples:
   taskfate mutants                                        the stock lifecycle (late_result=cancel)
-  taskfate mutants --policy deliver --futures 2 --depth 8
+  taskfate mutants --policy deliver --futures 3 --depth 8
   taskfate mutants --declaration mylib.fates:LIFECYCLE
 """
 
@@ -38,7 +38,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--policy", choices=lc.POLICIES, default=lc.DEFAULT_POLICY, help="stock late-result policy (default: cancel)")
     parser.add_argument("--declaration", metavar="MODULE:NAME", help="this lifecycle instead: a Lifecycle, a declaration dict, or a function returning one")
-    parser.add_argument("--futures", type=int, default=1, metavar="N", help="futures in one graph (default 1)")
+    parser.add_argument(
+        "--futures", type=int, default=2, metavar="N", help="explore each mutant alone and in graphs of up to N futures (default 2)"
+    )
     parser.add_argument("--depth", type=int, default=10, metavar="N", help="longest ordering explored per mutant (default 10)")
     parser.add_argument("--scheduler", choices=SCHEDULERS, default="any", help="the peer the mutants face (default: any, the harshest)")
     parser.set_defaults(handler=run)
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         report = mutation_report(
             lifecycle,
             depth=args.depth,
-            futures=args.futures,
+            futures=range(1, args.futures + 1),
             scheduler=args.scheduler,
             progress=lambda line: print(line, file=sys.stderr),
         )

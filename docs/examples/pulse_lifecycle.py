@@ -93,8 +93,13 @@ TRANSITIONS = [
     {"trigger": "failed", "source": "cancelling", "dest": "failed", "before": ["keep_result"]},
     {"trigger": "cancel_confirmed", "source": "cancelling", "dest": "cancelled"},
     {"trigger": "cancel_refused", "source": "cancelling", "dest": "running", "after": ["note_refused"]},
-    # What the library does: taskfate fires these local events.
-    {"trigger": "cancel", "source": WORKING, "dest": "cancelling", "after": ["send_cancel"]},
+    # The scheduler may cancel on its own (an operator, a clear): accept it.
+    {"trigger": "cancel_confirmed", "source": WORKING, "dest": "cancelled"},
+    # What the library does: taskfate fires these local events. A cancel
+    # moves the graph's other members too, then sends one request for all.
+    {"trigger": "cancel", "source": WORKING, "dest": "cancelling", "after": ["cancel_group", "send_cancel"]},
+    {"trigger": "clear", "source": WORKING, "dest": "cancelling", "after": ["cancel_group", "send_cancel"]},
+    {"trigger": "group_cancel", "source": WORKING, "dest": "cancelling"},
     {"trigger": "confirm_timeout", "source": "cancelling", "dest": "cancelled", "after": ["note_timeout"]},
     {"trigger": "close", "source": LIVE, "dest": "cancelled"},
     {"trigger": "connection_lost", "source": LIVE, "dest": "failed", "before": ["keep_connection_error"]},
@@ -107,7 +112,7 @@ DECLARATION = {"states": STATES, "transitions": TRANSITIONS, "initial": "queued"
 
 #: pulse's lifecycle, checked by taskfate (declare raises DeclarationError
 #: for anything it cannot run safely).
-LIFECYCLE = declare(DECLARATION, messages=classify, name="pulse")
+LIFECYCLE = declare(DECLARATION, messages=classify, name="pulse", late_result="deliver")
 
 
 class PulseFuture(Future):
