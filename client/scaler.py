@@ -467,10 +467,12 @@ class ScalerFutureManager(_scaler_mixins.FutureManager):  # type: ignore[misc]
     (``stats``, ``late_results``, ``live_futures()``).
     """
 
-    def __init__(self, send: Callable[[Any], object], *, late_result: str, cancel_timeout: float) -> None:
+    def __init__(self, send: Callable[[Any], object], *, late_result: str, cancel_timeout: float, **manager_options: Any) -> None:
+        # manager_options (clock=, timer=) reach the FutureManager: a test, or
+        # the fuzz kit, runs the confirm timeouts on a clock it moves.
         self._scaler_send = send
         self.lifecycle = FutureManager(
-            self._send, lifecycle=scaler_lifecycle(late_result), cancel_timeout=cancel_timeout, future_class=Future
+            self._send, lifecycle=scaler_lifecycle(late_result), cancel_timeout=cancel_timeout, future_class=Future, **manager_options
         )
         self._session = _Session(self.lifecycle)
 

@@ -27,12 +27,16 @@ Hypothesis (install the ``fuzz`` extra); it does no I/O and starts no thread.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import pickle
-from collections.abc import Callable, Sequence
-from typing import Any
+import sys
+import threading
+import time
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from typing import Any, Final, NamedTuple, TypeVar
 
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, precondition, rule
 
 from taskfate.fsm import lifecycle as lc
 from taskfate.fsm.declare import CANCEL, CANCELLED, CLEAR, CLOSE, CONFIRM_TIMEOUT, CONNECTION_LOST, EXCEPTION, GROUP_CANCEL, RESULT
@@ -48,11 +52,21 @@ from taskfate.protocol import (
     TaskID,
     TaskResult,
     TaskResultType,
+    TaskStarted,
 )
 
 __all__ = [
+    "PROMISES",
+    "BrokenPromise",
     "ClientMachine",
+    "FakeClock",
+    "ObjectStore",
     "ReferenceClient",
+    "Sent",
+    "as_coroutine",
+    "broken_promise",
+    "classify_by",
+    "drive",
     "cancel_confirms",
     "messages",
     "orderings",
@@ -147,6 +161,178 @@ def orderings(
     return _ordering(list(ids), group_id, max_copies, faithful)
 
 
+# -- Promises ------------------------------------------------------------------------
+
+#: What :class:`ClientMachine` holds a client to, by name. A broken promise is
+#: raised as a :class:`BrokenPromise` naming it and the lifecycle event after
+#: which it broke, so two bugs that break different promises, or the same
+#: promise after different events, are two failures to Hypothesis (it tells
+#: failures apart by exception type and place) and each is shrunk on its own.
+PROMISES: Final[dict[str, str]] = {
+    "one-task-per-submit": "a submit sends one task (a graph submit: one graph naming its members), in the group asked for",
+    "done": "done() is True exactly when the lifecycle has ended the future",
+    "cancelled": "cancelled() is True exactly when the future ended with the cancelled outcome",
+    "result": "result() returns the value the scheduler sent",
+    "exception": "exception() is the task's own error once the future ended failed",
+    "cancel-returns": "cancel() returns whether the future is now cancelled",
+    "sends": "the client sends exactly what the lifecycle calls for: its tasks and one cancel request per request the lifecycle makes",
+    "callbacks-once": "every done callback runs exactly once, once the future ended",
+    "cancel-wait-ends": "a cancel(timeout) blocked in a thread returns once the lifecycle no longer awaits the answer",
+    "clear-wait-ends": "a clear() blocked in a thread returns once no future it cleared awaits an answer",
+    "close-wait-ends": "a close() blocked in a thread returns once close has ended every future",
+}
+
+
+class BrokenPromise(AssertionError):
+    """A promise of :data:`PROMISES` the client broke.
+
+    ``promise`` names it and ``event`` is the lifecycle event after which it
+    broke (the one that ended the future, released the wait or asked for the
+    message). Each ``(promise, event)`` pair is its own subclass, made once,
+    so Hypothesis reports and shrinks each pair as a separate failure even
+    though they are raised from one place.
+    """
+
+    promise: str = ""
+    event: str = ""
+
+
+_BROKEN: dict[tuple[str, str], type[BrokenPromise]] = {}
+
+
+def broken_promise(promise: str, event: str) -> type[BrokenPromise]:
+    """The :class:`BrokenPromise` subclass for ``promise`` broken after ``event``."""
+    if promise not in PROMISES:
+        raise ValueError(f"unknown promise {promise!r}; promises are {sorted(PROMISES)}")
+    kind = _BROKEN.get((promise, event))
+    if kind is None:
+        made: Any = type(f"BrokenPromise[{promise} after {event}]", (BrokenPromise,), {"promise": promise, "event": event, "__module__": __name__})
+        kind = _BROKEN[(promise, event)] = made
+    return kind
+
+
+# -- What a client sends, as the machine compares it ---------------------------------
+
+TASK_SENT: Final = "task"
+GRAPH_SENT: Final = "graph"
+CANCEL_SENT: Final = "cancel"
+
+
+class Sent(NamedTuple):
+    """One outgoing message, as the machine counts it.
+
+    ``kind`` is ``"task"`` (one task, in group ``group_id`` or none),
+    ``"graph"`` (a whole graph: ``task_id`` is its umbrella id, ``members``
+    the ids of its tasks) or ``"cancel"`` (a cancel request for a task or a
+    group, forced or not). :meth:`ClientMachine.read_sent` turns a library's
+    own outgoing messages into these, so the kit never needs the library's
+    types to compare them.
+    """
+
+    kind: str
+    task_id: bytes
+    group_id: bytes | None = None
+    force: bool = True
+    members: tuple[bytes, ...] = ()
+
+    def key(self) -> tuple[object, ...]:
+        """What two messages must share to count as the same request."""
+        if self.kind == CANCEL_SENT:
+            return (CANCEL_SENT, bytes(self.task_id), self.force)
+        if self.kind == GRAPH_SENT:
+            return (GRAPH_SENT, bytes(self.task_id), tuple(bytes(m) for m in self.members))
+        return (self.kind, bytes(self.task_id))
+
+
+# -- Helpers for adapters ------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def drive(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end on this thread, without an event loop.
+
+    For a library whose message handlers are coroutines that never actually
+    suspend when their I/O is a stand-in (a send that records): the machine
+    calls everything from one thread, and an event loop per message would
+    only add latency. A coroutine that does suspend is closed and refused
+    with ``RuntimeError``: it waits for something the machine cannot give.
+    """
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    coroutine.close()
+    raise RuntimeError("drive() runs coroutines that finish without suspending; this one waited")
+
+
+def classify_by(*kinds: tuple[type, str, Mapping[str, object]]) -> Callable[[Any], str | None]:
+    """A lifecycle classifier for messages that say what they are in one
+    field: each kind is ``(message class, field name, {event: field value})``.
+
+    Most protocols have a result message with a result-type field and a
+    confirm message with a confirm-type field; the tables that build those
+    messages for the machine (event -> value) are then the classifier too,
+    read backwards, so the two cannot disagree. Field values of different
+    kinds may be equal (two enums both starting at 0): each kind is looked
+    up on its own.
+    """
+    tables = [(kind, field, {value: event for event, value in events.items()}) for kind, field, events in kinds]
+
+    def classify(message: Any) -> str | None:
+        for kind, field, events in tables:
+            if isinstance(message, kind):
+                return events.get(getattr(message, field))
+        return None
+
+    return classify
+
+
+def as_coroutine(function: Callable[..., T]) -> Callable[..., Coroutine[Any, Any, T]]:
+    """``function`` as a coroutine function that calls it and returns: a
+    recording ``send`` handed to an async library (its connector's ``await
+    send(message)``), to be run by :func:`drive`."""
+
+    async def call(*args: Any, **kwargs: Any) -> T:
+        return function(*args, **kwargs)
+
+    return call
+
+
+class ObjectStore:
+    """A stand-in object store for clients whose results are references.
+
+    ``put`` keeps a value and returns a fresh reference of ``ref_size``
+    bytes; ``fetch`` answers a reference with an already finished
+    ``concurrent.futures.Future`` (the value, an exception instance
+    included, is its result; an unknown reference fails it with
+    ``KeyError``), as a client's object buffer would once the bytes arrived.
+    """
+
+    def __init__(self, ref_size: int = 32) -> None:
+        self.ref_size = ref_size
+        self.values: dict[bytes, object] = {}
+        self._serial = 0
+
+    def put(self, value: object) -> bytes:
+        self._serial += 1
+        ref = self._serial.to_bytes(self.ref_size, "big")
+        self.values[ref] = value
+        return ref
+
+    def get(self, ref: bytes) -> object:
+        return self.values[bytes(ref)]
+
+    def fetch(self, ref: bytes, *_: object, **__: object) -> concurrent.futures.Future[object]:
+        future: concurrent.futures.Future[object] = concurrent.futures.Future()
+        try:
+            future.set_result(self.values[bytes(ref)])
+        except KeyError as missing:
+            future.set_exception(missing)
+        return future
+
+
 # -- The reference ---------------------------------------------------------------
 
 
@@ -159,20 +345,23 @@ class _ReferenceFuture:
         self.task_id = task_id
         self.group_id = group_id
         self.state: str = client.lifecycle.initial
-        self.kept: TaskResult | None = None
-        self.discarded: list[TaskResult] = []
+        self.history: list[str] = []
+        self.kept: Any = None
+        self.kept_event: str | None = None
+        self.discarded: list[Any] = []
         self.error: object = None
         self.deadline: float | None = None
 
-    def keep_result(self, message: TaskResult) -> None:
+    def keep_result(self, message: Any) -> None:
         self.kept = message
+        self.kept_event = self.client.event
 
-    def discard_result(self, message: TaskResult) -> None:
+    def discard_result(self, message: Any) -> None:
         self.discarded.append(message)
 
     def send_cancel(self, force: object) -> None:
         target = self.group_id if self.group_id is not None else self.task_id
-        self.client.sent.append(TaskCancel(target, force if isinstance(force, bool) else True))
+        self.client.record(Sent(CANCEL_SENT, target, force=force is not False))
 
     def cancel_group(self, force: object) -> None:
         self.client._cancel_siblings(self)
@@ -199,38 +388,92 @@ class _ReferenceFuture:
         pass
 
 
+def _no_effect(model: _ReferenceFuture, _: object) -> None:
+    """A library callback the reference cannot see into: the state change
+    the declaration attaches it to is all the reference follows."""
+
+
+def _model_class(lifecycle: Lifecycle) -> type[_ReferenceFuture]:
+    """The reference future for ``lifecycle``: the stock callbacks' effects,
+    and the declaration's own callbacks as no-ops."""
+    if not lifecycle.user_callbacks:
+        return _ReferenceFuture
+    return type("_DeclaredReferenceFuture", (_ReferenceFuture,), dict.fromkeys(lifecycle.user_callbacks, _no_effect))
+
+
+def _lifecycle(lifecycle: lc.Policy | Lifecycle) -> Lifecycle:
+    return lifecycle if isinstance(lifecycle, Lifecycle) else get_lifecycle(lifecycle)
+
+
 class ReferenceClient:
     """The declared lifecycle, executed for many tasks, with the manager's
     routing and nothing else: the yardstick :class:`ClientMachine` holds a
-    client up to. Pure: time is whatever ``now`` is set to."""
+    client up to. Pure: time is whatever ``now`` is set to.
+
+    Everything a future does comes from the declaration: which event a
+    message fires (its classifier), what each event does in each state (its
+    table, its late-result policy), where a cancel request goes and whether a
+    graph's siblings follow (its ``send_cancel`` and ``cancel_group``
+    callbacks). What is left is routing, as ``FutureManager`` does it: a
+    message names a live future by its id, or else a group, whose live
+    members all take it.
+    """
 
     def __init__(self, lifecycle: lc.Policy | Lifecycle = lc.DEFAULT_POLICY, cancel_timeout: float = 30.0) -> None:
-        self.lifecycle = lifecycle if isinstance(lifecycle, Lifecycle) else get_lifecycle(lifecycle)
+        self.lifecycle = _lifecycle(lifecycle)
         self.cancel_timeout = cancel_timeout
         self.now = 0.0
-        self.sent: list[Message] = []
+        #: What the lifecycle sent, and (same index) the event that sent it.
+        self.sent: list[Sent] = []
+        self.causes: list[str] = []
         self.futures: dict[TaskID, _ReferenceFuture] = {}
-        self.late_results: list[TaskResult] = []
+        self.late_results: list[Any] = []
         self.closed = False
-        self._executor = Executor(self.lifecycle, _ReferenceFuture)
+        #: The event being fired (what a callback records as its cause).
+        self.event = ""
+        self._model = _model_class(self.lifecycle)
+        self._executor = Executor(self.lifecycle, self._model)
         self._live: dict[TaskID, _ReferenceFuture] = {}
+        self._result_events = frozenset(self.lifecycle.result_events())
 
     def state(self, task_id: TaskID) -> str:
         return self.futures[task_id].state
 
-    def submit(self, task: Task) -> None:
+    def record(self, sent: Sent) -> None:
+        self.sent.append(sent)
+        self.causes.append(self.event)
+
+    def track(self, task_id: TaskID, group_id: TaskID | None = None) -> _ReferenceFuture:
+        """A new live future, sending nothing (see :meth:`submit`)."""
         if self.closed:
             raise RuntimeError("closed")
-        future = _ReferenceFuture(self, task.task_id, task.group_id)
-        self.futures[task.task_id] = self._live[task.task_id] = future
-        self.sent.append(task)
+        future = self._model(self, task_id, group_id)
+        self.futures[task_id] = self._live[task_id] = future
+        return future
 
-    def on_message(self, message: Message) -> None:
-        # The lifecycle's own classifier says which messages are for futures.
+    def submit(self, task: Task) -> None:
+        self.track(task.task_id, task.group_id)
+        self.event = "submit"
+        self.record(Sent(TASK_SENT, task.task_id, task.group_id))
+
+    def submit_graph(self, graph_id: TaskID, members: Sequence[TaskID]) -> None:
+        """A whole graph in one message: an umbrella future named by the
+        graph's id and one future per member, all in the graph's group."""
+        self.track(graph_id, graph_id)
+        for member in members:
+            self.track(member, graph_id)
+        self.event = "submit"
+        self.record(Sent(GRAPH_SENT, graph_id, members=tuple(members)))
+
+    def on_message(self, message: Any) -> None:
+        """Deliver a message that carries its ``task_id``; the lifecycle's
+        own classifier says which event it fires, if any."""
         event = self.lifecycle.messages(message)
-        if event is None:
-            return
-        task_id: TaskID = message.task_id  # type: ignore[union-attr]
+        if event is not None:
+            self.deliver(message.task_id, event, message)
+
+    def deliver(self, task_id: TaskID, event: str, message: object) -> None:
+        """Deliver ``message``, addressed to ``task_id``, as ``event``."""
         future = self._live.get(task_id)
         if future is not None:
             self._fire(future, event, message)
@@ -238,7 +481,7 @@ class ReferenceClient:
         members = [f for f in self._live.values() if f.group_id == task_id]
         for member in members:
             self._fire(member, event, message)
-        if not members and isinstance(message, TaskResult):
+        if not members and event in self._result_events:
             self.late_results.append(message)
 
     def cancel(self, task_id: TaskID, force: bool = True) -> bool:
@@ -275,7 +518,12 @@ class ReferenceClient:
                 self._fire(future, CONFIRM_TIMEOUT, None)
 
     def _fire(self, future: _ReferenceFuture, event: str, argument: object) -> None:
-        self._executor.fire(future, event, argument)
+        outer, self.event = self.event, event
+        try:
+            if self._executor.fire(future, event, argument):
+                future.history.append(event)
+        finally:
+            self.event = outer
         if future.state in self.lifecycle.terminal:
             self._live.pop(future.task_id, None)
 
@@ -300,69 +548,167 @@ class FakeClock:
         return self.now
 
 
+class _Call:
+    """A blocking call the machine made on a thread of its own."""
+
+    def __init__(self, kind: str, name: str, tasks: tuple[TaskID, ...], step: int) -> None:
+        self.kind = kind
+        self.name = name
+        self.tasks = tasks
+        self.step = step
+        self.returned: object = None
+        self.raised: BaseException | None = None
+        self.thread: threading.Thread | None = None
+
+
+def _parked(thread: threading.Thread) -> bool:
+    """Whether ``thread`` sits in ``threading.Condition.wait`` (every stdlib
+    wait, ``Event.wait`` and ``concurrent.futures.wait`` included, ends
+    there) and nothing has woken it: a blocking call has done what it does
+    before it waits.
+
+    A notified thread is still inside ``Condition.wait`` until it runs
+    again, so the frame alone would call a woken thread parked and the
+    check after it would race the thread's next steps; ``notify`` takes the
+    waiter's lock off the condition's list, so a waiter still listed is
+    one nobody has woken yet.
+    """
+    frame = sys._current_frames().get(thread.ident or -1)
+    if frame is None or frame.f_code is not _CONDITION_WAIT:
+        return False
+    local = frame.f_locals
+    condition, waiter = local.get("self"), local.get("waiter")
+    return waiter is not None and waiter in getattr(condition, "_waiters", ())
+
+
+_CONDITION_WAIT: Final = threading.Condition.wait.__code__
+_TIMEOUTS: Final = (TimeoutError, concurrent.futures.TimeoutError)
+
+
+def _settle(thread: threading.Thread, limit: float) -> None:
+    """Wait until ``thread`` has finished or parked in a wait, at most ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while thread.is_alive() and not _parked(thread) and time.monotonic() < deadline:
+        time.sleep(0.0005)
+
+
 class ClientMachine(RuleBasedStateMachine):
     """Drive your client's ``send``/``on_message`` pair through every ordering.
 
     Implement :meth:`make_client`, :meth:`submit` and :meth:`deliver`; the
-    optional :meth:`clear`, :meth:`close`, :meth:`connection_lost` and
-    :meth:`expire` enable the rules that use them (a hook you do not override
-    is simply never called). The machine checks, after every step, that:
+    optional :meth:`submit_graph`, :meth:`clear`, :meth:`close`,
+    :meth:`connection_lost` and :meth:`expire` enable the rules that use
+    them (a hook you do not override is simply never called). The machine
+    checks, after every step, the promises of :data:`PROMISES`:
 
     * each future's ``done()``, ``cancelled()``, ``result()`` and
       ``exception()`` say what the reference lifecycle's state says, and a
       kept result is the one the scheduler sent;
-    * the client sent one ``Task`` per submit and exactly the ``TaskCancel``
-      messages the lifecycle calls for (one per cancel, one per group);
+    * the client sent one task per submit and exactly the cancel requests
+      the lifecycle calls for (one per cancel, one per group);
     * ``cancel()`` returned whether the future is now cancelled;
-    * every done callback ran exactly once, and only once the future ended.
+    * every done callback ran exactly once, and only once the future ended;
+    * with ``blocking = True``: a ``cancel(timeout)``, ``clear()`` or
+      ``close()`` made on a thread returns once the lifecycle says nothing
+      is awaited any more (waiting past that is a hang, and a failure).
 
-    Set ``lifecycle`` to the policy your client uses and ``cancel_timeout``
-    to the one it was built with; the payloads it receives are
-    ``encode(value)`` (pickle unless you override :meth:`encode`).
+    The reference is ``lifecycle``: a policy name or the library's own
+    :class:`~taskfate.fsm.declare.Lifecycle` (from ``declare``), whose
+    classifier, table and callbacks are the reference's. Messages are built
+    by :meth:`make_result`, :meth:`make_confirm` and :meth:`make_notice` (by
+    default taskfate's own protocol types) and outgoing ones are read by
+    :meth:`read_sent`, so a library speaking its own types overrides those.
+
+    ``only_events``, ``only_rules`` and ``only_promises`` limit what is
+    generated and checked (``None``: everything), for chasing one bug at a
+    time.
     """
 
     lifecycle: lc.Policy | Lifecycle = lc.DEFAULT_POLICY
     cancel_timeout: float = 5.0
     max_tasks: int = 6
+    #: Run the blocking rules: cancel(timeout) on a thread, and clear() and
+    #: close() on a thread, each checked to return when the lifecycle says.
+    blocking: bool = False
+    #: The timeout a blocking cancel passes (its own bound, in real seconds;
+    #: far above ``hang_seconds`` so that only the lifecycle releases it).
+    wait_timeout: float = 30.0
+    #: Real seconds a released call may take to return before it is a hang.
+    hang_seconds: float = 1.0
+    #: Real seconds at most to let a blocking call reach its wait.
+    settle_seconds: float = 1.0
+    #: Peer events to generate, rule names to run, promises to check (None: all).
+    only_events: Collection[str] | None = None
+    only_rules: Collection[str] | None = None
+    only_promises: Collection[str] | None = None
+    #: Result events whose message carries no value of the task's (a dead
+    #: worker): the error is checked to exist, not to be the one sent.
+    valueless_results: Collection[str] = frozenset({lc.RESULT_WORKER_DIED})
 
     tasks_bundle: Bundle[TaskID] = Bundle("tasks")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _install_event_rules(cls)
 
     def __init__(self) -> None:
         super().__init__()
         self.clock = FakeClock()
-        self.outbox: list[Message] = []
+        self.outbox: list[Any] = []
         self.reference = ReferenceClient(self.lifecycle, self.cancel_timeout)
         self.reference.now = self.clock.now
         self.group_id = TaskID(b"\x01" * 16)
         self.futures: dict[TaskID, Any] = {}
+        self.umbrellas: set[TaskID] = set()
         self.callback_runs: collections.Counter[TaskID] = collections.Counter()
-        self.values: dict[bytes, object] = {}
-        self.last: Message | None = None
+        self.calls: list[_Call] = []
+        self.last: tuple[TaskID, str, object, object] | None = None
         self.serial = 0
+        self.steps = 0
+        self._values: dict[int, tuple[object, object]] = {}
+        self._read: list[Sent] = []
+        self._read_upto = 0
         self.make_client(self.outbox.append, self.clock)
 
     # -- What a subclass provides ------------------------------------------------
 
-    def make_client(self, send: Callable[[Message], object], clock: Callable[[], float]) -> None:
-        """Build the client under test; it must hand every outgoing protocol
-        message to ``send`` and may read time from ``clock``."""
+    def make_client(self, send: Callable[[Any], object], clock: Callable[[], float]) -> None:
+        """Build the client under test; it must hand every outgoing message
+        to ``send`` (in its own types: :meth:`read_sent` reads them) and may
+        read time from ``clock``."""
         raise NotImplementedError
 
     def submit(self, task: Task) -> Any:
         """Submit a task like ``task`` through the client; return its future.
 
-        Pass on ``task.payload`` and ``task.group_id``; the id may be the
-        client's own: the machine reads it from the ``Task`` the client sends.
+        Pass on ``task.group_id`` (and ``task.payload`` if the client sends
+        one); the id may be the client's own: the machine reads it from what
+        the client sends.
         """
         raise NotImplementedError
 
-    def deliver(self, message: Message) -> None:
+    def submit_graph(self, graph_id: TaskID, member_ids: Sequence[TaskID]) -> tuple[Any, Sequence[Any]]:
+        """Submit one graph of ``len(member_ids)`` tasks as one message, with
+        an umbrella future for the whole graph; return the umbrella future
+        and the members' futures, in the order the sent graph names them.
+        The ids are suggestions, as for :meth:`submit`. A client with this
+        hook has graphs instead of loose groups: plain submits are ungrouped.
+        """
+        raise NotImplementedError
+
+    def deliver(self, message: Any) -> None:
         """Hand ``message`` to the client as if it came from the scheduler."""
         raise NotImplementedError
 
     def cancel(self, future: Any) -> bool:
-        """Cancel without waiting; the default calls ``future.cancel(timeout=0)``."""
+        """Cancel without waiting; the default calls ``future.cancel(timeout=0)``.
+        A ``TimeoutError`` raised by it counts as ``False``: not cancelled yet."""
         return bool(future.cancel(timeout=0))
+
+    def cancel_blocking(self, future: Any, timeout: float) -> bool:
+        """Cancel and wait up to ``timeout`` (called on a thread of the
+        machine's; only with ``blocking = True``)."""
+        return bool(future.cancel(timeout=timeout))
 
     def clear(self) -> None:
         raise NotImplementedError
@@ -374,133 +720,439 @@ class ClientMachine(RuleBasedStateMachine):
         raise NotImplementedError
 
     def expire(self) -> None:
-        """Fire the confirm timeouts due at ``clock()``."""
+        """Fire the confirm timeouts due at ``clock()``. A client with no
+        timers of its own defines this as doing nothing, so that time passes
+        and the lifecycle's bounds are held against it."""
         raise NotImplementedError
 
     def encode(self, value: object) -> bytes:
+        """The payload bytes of ``value`` in taskfate's own messages."""
         return pickle.dumps(value)
+
+    def make_result(self, task_id: TaskID, event: str, value: object) -> Any:
+        """The scheduler's message that fires result ``event`` for
+        ``task_id`` and carries ``value`` (an exception instance for a
+        failure; ``None`` for a graph's umbrella, whose outcome is the whole
+        graph's). The default builds a taskfate ``TaskResult``."""
+        kind = _RESULT_TYPES.get(event)
+        if kind is None:
+            raise NotImplementedError(f"override make_result: no taskfate TaskResult fires {event!r}")
+        payload = b"worker lost" if kind == TaskResultType.WORKER_DIED else b"" if value is None else self.encode(value)
+        return TaskResult(task_id, kind, payload)
+
+    def make_confirm(self, task_id: TaskID, event: str) -> Any:
+        """The scheduler's answer to a cancel that fires ``event``, addressed
+        to ``task_id`` (a task or a group). The default builds a taskfate
+        ``TaskCancelConfirm``."""
+        kind = _CONFIRM_TYPES.get(event)
+        if kind is None:
+            raise NotImplementedError(f"override make_confirm: no taskfate TaskCancelConfirm fires {event!r}")
+        return TaskCancelConfirm(task_id, kind)
+
+    def make_notice(self, task_id: TaskID, event: str) -> Any:
+        """Any other peer message the lifecycle declares (a started notice)."""
+        if event == lc.STARTED:
+            return TaskStarted(task_id)
+        raise NotImplementedError(f"override make_notice to build a message that fires {event!r}")
+
+    def make_heartbeat(self) -> Any:
+        """A message that is for no future (``None``: the rule is never run).
+        The default is taskfate's ``Heartbeat`` for taskfate's classifiers."""
+        classify = self.reference.lifecycle.messages
+        return Heartbeat() if classify in (lc.stock_messages, lc.started_messages) else None
+
+    def read_sent(self, message: Any) -> Sent | None:
+        """What an outgoing message is, as a :class:`Sent` (``None``: not a
+        task or cancel request). The default reads taskfate's messages."""
+        if isinstance(message, Task):
+            return Sent(TASK_SENT, message.task_id, message.group_id)
+        if isinstance(message, TaskCancel):
+            return Sent(CANCEL_SENT, message.task_id, force=message.force)
+        return None
 
     def _has(self, hook: str) -> bool:
         return getattr(type(self), hook) is not getattr(ClientMachine, hook)
 
+    def _enabled(self, name: str) -> bool:
+        return self.only_rules is None or name in self.only_rules
+
+    def _checks(self, promise: str) -> bool:
+        return self.only_promises is None or promise in self.only_promises
+
+    def _broken(self, promise: str, event: str, detail: str) -> BrokenPromise:
+        return broken_promise(promise, event)(f"{promise} ({PROMISES[promise]}), after {event}: {detail}")
+
     # -- Rules ------------------------------------------------------------------------
 
-    @precondition(lambda self: not self.reference.closed and len(self.futures) < self.max_tasks)
+    def _can_submit(self) -> bool:
+        return not self.reference.closed and len(self.futures) < self.max_tasks
+
+    def _new_id(self) -> TaskID:
+        self.serial += 1
+        return TaskID(self.serial.to_bytes(16, "big"))
+
+    def _sent_since(self, start: int) -> list[Sent]:
+        read = (self.read_sent(m) for m in self.outbox[start:])
+        return [s for s in read if s is not None and s.kind != CANCEL_SENT]
+
+    @precondition(lambda self: self._enabled("submit_a_task") and self._can_submit())
     @rule(target=tasks_bundle, grouped=st.booleans())
     def submit_a_task(self, grouped: bool) -> TaskID:
-        self.serial += 1
-        wanted = Task(TaskID(self.serial.to_bytes(16, "big")), self.encode(("task", self.serial)), self.group_id if grouped else None)
+        group = self.group_id if grouped and not self._has("submit_graph") else None
+        wanted = Task(self._new_id(), self.encode(("task", self.serial)), group)
         already = len(self.outbox)
         future = self.submit(wanted)
-        sent = [m for m in self.outbox[already:] if isinstance(m, Task)]
-        assert len(sent) == 1, f"submit sent {len(sent)} Task messages, not one"
+        sent = self._sent_since(already)
+        if [s.kind for s in sent] != [TASK_SENT]:
+            raise self._broken("one-task-per-submit", "submit", f"submit sent {sent}, not one task")
         (task,) = sent
-        assert task.group_id == wanted.group_id, f"submit sent group {task.group_id!r}, not {wanted.group_id!r}"
-        assert task.task_id not in self.futures, "submit reused a task id"
-        self.reference.submit(task)
-        self.futures[task.task_id] = future
-        task_id = task.task_id
+        if task.group_id != wanted.group_id:
+            raise self._broken("one-task-per-submit", "submit", f"submit sent group {task.group_id!r}, not {wanted.group_id!r}")
+        task_id = TaskID(task.task_id)
+        if task_id in self.futures:
+            raise self._broken("one-task-per-submit", "submit", f"submit reused task id {task_id.hex()}")
+        self.reference.submit(Task(task_id, b"", group))
+        self._watch(task_id, future)
+        return task_id
+
+    @precondition(lambda self: self._enabled("submit_a_graph") and self._has("submit_graph") and self._can_submit())
+    @rule(target=tasks_bundle, size=st.integers(1, 3))
+    def submit_a_graph(self, size: int) -> Any:
+        wanted = self._new_id()
+        already = len(self.outbox)
+        umbrella, members = self.submit_graph(wanted, [self._new_id() for _ in range(size)])
+        sent = self._sent_since(already)
+        if [s.kind for s in sent] != [GRAPH_SENT] or len(sent[0].members) != size or len(members) != size:
+            raise self._broken("one-task-per-submit", "submit", f"a graph of {size} sent {sent} and made {len(members)} member futures")
+        graph_id, member_ids = TaskID(sent[0].task_id), [TaskID(m) for m in sent[0].members]
+        if graph_id in self.futures or any(m in self.futures for m in member_ids):
+            raise self._broken("one-task-per-submit", "submit", "the graph reused a task id")
+        self.reference.submit_graph(graph_id, member_ids)
+        self.umbrellas.add(graph_id)
+        for task_id, future in zip([graph_id, *member_ids], [umbrella, *members]):
+            self._watch(task_id, future)
+        return multiple(graph_id, *member_ids)
+
+    def _watch(self, task_id: TaskID, future: Any) -> None:
+        self.futures[task_id] = future
 
         def count(_: object) -> None:
             self.callback_runs[task_id] += 1
 
         future.add_done_callback(count)
-        return task_id
 
-    def _send(self, message: Message) -> None:
-        self.last = message
-        self.reference.on_message(message)
+    def _value_for(self, task_id: TaskID, event: str) -> object:
+        """What the scheduler sends as ``task_id``'s outcome under ``event``:
+        a value for an event that ends a fresh future with a result, an
+        error otherwise; nothing for an umbrella."""
+        if task_id in self.umbrellas:
+            return None
+        life = self.reference.lifecycle
+        found = life.rule(life.initial, event)
+        outcome = life.outcome(found.dest) if found is not None and found.dest is not None else None
+        if outcome == RESULT:
+            return ("value", self.serial)
+        return ValueError(f"failure {self.serial}")
+
+    def _send(self, task_id: TaskID, event: str, message: object, value: object = None) -> None:
+        got = self.reference.lifecycle.messages(message)
+        if got != event:
+            raise TypeError(f"the message built for {event!r} is {got!r} to the lifecycle's classifier: {message!r}")
+        self._values[id(message)] = (message, value)
+        self.last = (task_id, event, message, value)
+        self.reference.deliver(task_id, event, message)
         self.deliver(message)
 
-    @rule(task_id=tasks_bundle, kind=st.sampled_from(TaskResultType))
-    def scheduler_sends_a_result(self, task_id: TaskID, kind: TaskResultType) -> None:
+    def _send_result(self, task_id: TaskID, event: str) -> None:
         self.serial += 1
-        value: object = ("value", self.serial) if kind == TaskResultType.SUCCESS else ValueError(f"failure {self.serial}")
-        payload = b"worker lost" if kind == TaskResultType.WORKER_DIED else self.encode(value)
-        self.values[payload] = value
-        self._send(TaskResult(task_id, kind, payload))
+        value = self._value_for(task_id, event)
+        self._send(task_id, event, self.make_result(task_id, event, value), value)
 
-    @rule(task_id=tasks_bundle, kind=st.sampled_from(CancelConfirmType), to_group=st.booleans())
-    def scheduler_sends_a_confirm(self, task_id: TaskID, kind: CancelConfirmType, to_group: bool) -> None:
-        self._send(TaskCancelConfirm(self.group_id if to_group else task_id, kind))
+    def _send_confirm(self, task_id: TaskID, event: str, to_group: bool) -> None:
+        target = (self.reference.futures[task_id].group_id or self.group_id) if to_group else task_id
+        self._send(target, event, self.make_confirm(target, event))
 
-    @precondition(lambda self: self.last is not None)
+    def _send_notice(self, task_id: TaskID, event: str) -> None:
+        self._send(task_id, event, self.make_notice(task_id, event))
+
+    @precondition(lambda self: self.last is not None and self._enabled("the_channel_duplicates_the_last_message"))
     @rule()
     def the_channel_duplicates_the_last_message(self) -> None:
         assert self.last is not None
-        self._send(self.last)
+        self._send(*self.last)
 
+    @precondition(lambda self: self._enabled("a_heartbeat_arrives") and self.make_heartbeat() is not None)
     @rule()
     def a_heartbeat_arrives(self) -> None:
-        self.deliver(Heartbeat())
+        self.deliver(self.make_heartbeat())
 
+    def _cancel_now(self, future: Any) -> bool:
+        try:
+            return self.cancel(future)
+        except _TIMEOUTS:
+            return False  # its own timeout ran out: not cancelled yet
+
+    @precondition(lambda self: self._enabled("user_cancels"))
     @rule(task_id=tasks_bundle)
     def user_cancels(self, task_id: TaskID) -> None:
-        returned = self.cancel(self.futures[task_id])
+        returned = self._cancel_now(self.futures[task_id])
         expected = self.reference.cancel(task_id)
-        assert returned == expected, f"cancel() returned {returned}; the lifecycle says the future is {self.reference.state(task_id)}"
+        if returned != expected:
+            raise self._broken("cancel-returns", CANCEL, f"cancel() returned {returned}; the lifecycle says {self.reference.state(task_id)}")
 
-    @precondition(lambda self: self._has("expire"))
+    @precondition(lambda self: self.blocking and self._enabled("a_thread_cancels_and_waits"))
+    @rule(task_id=tasks_bundle)
+    def a_thread_cancels_and_waits(self, task_id: TaskID) -> None:
+        future = self.futures[task_id]
+        self.reference.cancel(task_id)
+        timeout = self.wait_timeout
+        self._start_call(CANCEL, f"cancel(timeout={timeout}) of task {task_id.hex()}", (task_id,), lambda: self.cancel_blocking(future, timeout))
+
+    @precondition(lambda self: self._has("expire") and self._enabled("time_passes"))
     @rule(seconds=st.sampled_from([1.0, 4.0, 6.0]))
     def time_passes(self, seconds: float) -> None:
         self.clock.now += seconds
         self.reference.advance(seconds)
         self.expire()
 
-    @precondition(lambda self: self._has("clear"))
+    @precondition(lambda self: self._has("clear") and self._enabled("client_clears"))
     @rule()
     def client_clears(self) -> None:
         self.reference.clear()
-        self.clear()
+        if not self.blocking:
+            self.clear()
+            return
+        awaiting = self.reference.lifecycle.awaiting
+        waiting = tuple(t for t, f in self.reference.futures.items() if f.state in awaiting)
+        self._start_call(CLEAR, "clear()", waiting, self.clear)
 
-    @precondition(lambda self: self._has("close") and len(self.futures) >= 2)
+    @precondition(lambda self: self._has("close") and len(self.futures) >= 2 and self._enabled("client_closes"))
     @rule()
     def client_closes(self) -> None:
         self.reference.close()
-        self.close()
+        if not self.blocking:
+            self.close()
+            return
+        self._start_call(CLOSE, "close()", tuple(self.futures), self.close)
 
-    @precondition(lambda self: self._has("connection_lost"))
+    @precondition(lambda self: self._has("connection_lost") and self._enabled("connection_is_lost"))
     @rule()
     def connection_is_lost(self) -> None:
         self.reference.connection_lost()
         self.connection_lost()
 
+    def _start_call(self, kind: str, name: str, tasks: tuple[TaskID, ...], fn: Callable[[], object]) -> None:
+        call = _Call(kind, name, tasks, self.steps)
+
+        def run() -> None:
+            try:
+                call.returned = fn()
+            except BaseException as exc:  # kept for the check, which reports it
+                call.raised = exc
+
+        call.thread = threading.Thread(target=run, name=f"taskfate-fuzz {name}", daemon=True)
+        call.thread.start()
+        _settle(call.thread, self.settle_seconds)
+        self.calls.append(call)
+
     # -- Invariants ---------------------------------------------------------------------
 
     @invariant()
+    def promises_hold(self) -> None:
+        """Every promise, in a fixed order: a hang first (a wait that should
+        have ended is the finding, whatever else it leaves wrong), then what
+        the futures say, what a returned blocking cancel said, what was
+        sent, the callbacks. The futures come before a blocking cancel's
+        answer because two of the machine's threads may race to end one
+        future (a clear and a cancel): what the future says once both
+        returned is settled, which of them saw it first is not, and a
+        finding must not change with the thread schedule."""
+        self.steps += 1
+        returned = self.blocked_calls_return_when_released()
+        self.futures_say_what_the_lifecycle_says()
+        for call, released in returned:
+            self._check_blocking_cancel(call, released)
+        self.the_client_sends_what_the_lifecycle_sends()
+        self.done_callbacks_ran_exactly_once()
+
+    def _released(self, call: _Call) -> str | None:
+        """The event after which ``call`` should have returned, or None while
+        the lifecycle still awaits what it waits for."""
+        if call.kind == CLOSE:
+            return CLOSE
+        awaiting = self.reference.lifecycle.awaiting
+        futures = [self.reference.futures[t] for t in call.tasks]
+        if any(f.state in awaiting for f in futures):
+            return None
+        events = sorted({f.history[-1] for f in futures if f.history})
+        return events[0] if events else call.kind
+
+    def blocked_calls_return_when_released(self) -> list[tuple[_Call, str]]:
+        """Check that every released call returned; the blocking cancels
+        among them, with the event that released each, for
+        :meth:`_check_blocking_cancel`."""
+        returned: list[tuple[_Call, str]] = []
+        if self.calls:
+            time.sleep(0.002)  # let a thread woken by the last step run on to its next wait
+            for open_call in self.calls:
+                assert open_call.thread is not None
+                _settle(open_call.thread, self.settle_seconds)
+        for call in list(self.calls):
+            released = self._released(call)
+            if released is None:
+                continue
+            assert call.thread is not None
+            call.thread.join(self.hang_seconds)
+            if call.thread.is_alive() and self._checks(f"{call.kind}-wait-ends"):
+                states = "; ".join(self._story(t) for t in call.tasks) or "no futures"
+                raise self._broken(
+                    f"{call.kind}-wait-ends",
+                    released,
+                    f"{call.name}, made at step {call.step}, still waits {self.hang_seconds}s after the lifecycle released it ({states})",
+                )
+            self.calls.remove(call)
+            if call.kind == CANCEL and self._checks("cancel-returns"):
+                returned.append((call, released))
+        return returned
+
+    def _story(self, task_id: TaskID) -> str:
+        """A task's way through the lifecycle, for a report."""
+        future = self.reference.futures[task_id]
+        return f"{task_id.hex()}: {' -> '.join(future.history) or 'submitted'}, now {future.state}"
+
+    def _check_blocking_cancel(self, call: _Call, released: str) -> None:
+        (task_id,) = call.tasks
+        raised = call.raised
+        if raised is not None and not isinstance(raised, _TIMEOUTS):
+            raise self._broken("cancel-returns", released, f"{call.name} raised {raised!r}")
+        returned = False if raised is not None else bool(call.returned)
+        expected = self.reference.lifecycle.outcome(self.reference.state(task_id)) == CANCELLED
+        if returned != expected:
+            raise self._broken("cancel-returns", released, f"{call.name} returned {returned}; the lifecycle says {self.reference.state(task_id)}")
+
     def futures_say_what_the_lifecycle_says(self) -> None:
+        life = self.reference.lifecycle
         for task_id, future in self.futures.items():
             expected = self.reference.futures[task_id]
             state = expected.state
-            where = f"task {task_id.hex()}: the lifecycle says {state}"
-            assert future.done() == (state in self.reference.lifecycle.terminal), f"{where}, but done() is {future.done()}"
-            outcome = self.reference.lifecycle.outcome(state)
-            assert future.cancelled() == (outcome == CANCELLED), f"{where}, but cancelled() is {future.cancelled()}"
-            if outcome == RESULT:
-                assert expected.kept is not None
-                assert future.result(timeout=0) == self.values[expected.kept.payload], f"{where}: result() is not the result sent"
-            elif outcome == EXCEPTION:
-                error = future.exception(timeout=0)
-                assert isinstance(error, BaseException), f"{where}, but exception() is {error!r}"
-                kept = expected.kept
-                if kept is not None and kept.result_type == TaskResultType.FAILED:
-                    assert str(error) == str(self.values[kept.payload]), f"{where}: exception() is not the failure sent"
+            event = expected.history[-1] if expected.history else "submit"
+            role = " (a graph's umbrella)" if task_id in self.umbrellas else ""
+            where = f"task {task_id.hex()}{role}: the lifecycle says {state} after {' -> '.join(expected.history) or 'submit'}"
+            done = future.done()
+            if done != (state in life.terminal) and self._checks("done"):
+                raise self._broken("done", event, f"{where}, but done() is {done}")
+            outcome = life.outcome(state)
+            cancelled = future.cancelled()
+            if cancelled != (outcome == CANCELLED) and self._checks("cancelled"):
+                raise self._broken("cancelled", event, f"{where}, but cancelled() is {cancelled}")
+            if outcome == RESULT and self._checks("result"):
+                self._check_result(task_id, future, expected, event, where)
+            elif outcome == EXCEPTION and self._checks("exception"):
+                self._check_exception(task_id, future, expected, event, where)
 
-    @invariant()
+    def _sent_value(self, task_id: TaskID, expected: _ReferenceFuture) -> tuple[bool, object]:
+        if task_id in self.umbrellas or expected.kept is None or id(expected.kept) not in self._values:
+            return False, None
+        return True, self._values[id(expected.kept)][1]
+
+    def _check_result(self, task_id: TaskID, future: Any, expected: _ReferenceFuture, event: str, where: str) -> None:
+        value = future.result(timeout=0)
+        known, sent = self._sent_value(task_id, expected)
+        if known and value != sent:
+            raise self._broken("result", event, f"{where}: result() is {value!r}, not the {sent!r} sent")
+
+    def _check_exception(self, task_id: TaskID, future: Any, expected: _ReferenceFuture, event: str, where: str) -> None:
+        error = future.exception(timeout=0)
+        if not isinstance(error, BaseException):
+            raise self._broken("exception", event, f"{where}, but exception() is {error!r}")
+        known, sent = self._sent_value(task_id, expected)
+        if known and expected.kept_event not in self.valueless_results and isinstance(sent, BaseException) and str(error) != str(sent):
+            raise self._broken("exception", event, f"{where}: exception() is {error!r}, not the {sent!r} sent")
+
+    def _all_sent(self) -> list[Sent]:
+        upto = len(self.outbox)
+        for message in self.outbox[self._read_upto : upto]:
+            sent = self.read_sent(message)
+            if sent is not None:
+                self._read.append(sent)
+        self._read_upto = upto
+        return self._read
+
     def the_client_sends_what_the_lifecycle_sends(self) -> None:
-        sent = collections.Counter(self._comparable(m) for m in self.outbox if isinstance(m, (Task, TaskCancel)))
-        expected = collections.Counter(self._comparable(m) for m in self.reference.sent)
-        assert sent == expected, f"the client sent {dict(sent)}; the lifecycle calls for {dict(expected)}"
+        if not self._checks("sends"):
+            return
+        sent = collections.Counter(s.key() for s in self._all_sent())
+        expected = collections.Counter(s.key() for s in self.reference.sent)
+        if sent == expected:
+            return
+        missing = expected - sent
+        cause = "unasked"
+        for message, why in zip(self.reference.sent, self.reference.causes):
+            if message.key() in missing:
+                cause = why
+                break
+        raise self._broken("sends", cause, f"the client sent {_describe(sent)}; the lifecycle calls for {_describe(expected)}")
 
-    @staticmethod
-    def _comparable(message: Message) -> tuple[str, bytes, bool]:
-        if isinstance(message, Task):
-            return ("Task", message.task_id, False)
-        assert isinstance(message, TaskCancel)
-        return ("TaskCancel", message.task_id, message.force)
-
-    @invariant()
     def done_callbacks_ran_exactly_once(self) -> None:
+        if not self._checks("callbacks-once"):
+            return
         for task_id, future in self.futures.items():
             runs = self.callback_runs[task_id]
-            assert runs == (1 if future.done() else 0), f"task {task_id.hex()}: done callbacks ran {runs} times"
+            if runs != (1 if future.done() else 0):
+                history = self.reference.futures[task_id].history
+                raise self._broken("callbacks-once", history[-1] if history else "submit", f"task {task_id.hex()}: done callbacks ran {runs} times")
+
+
+def _describe(counts: collections.Counter[tuple[object, ...]]) -> str:
+    parts = []
+    for key, n in sorted(counts.items(), key=repr):
+        kind, task_id = key[0], key[1]
+        name = f"{kind} {task_id.hex() if isinstance(task_id, bytes) else task_id}"
+        if kind == CANCEL_SENT:
+            name += " (forced)" if key[2] else " (gentle)"
+        parts.append(name if n == 1 else f"{name} x{n}")
+    return "[" + ", ".join(parts) + "]"
+
+
+_RESULT_TYPES: Final[dict[str, TaskResultType]] = {
+    event: TaskResultType(kind) for (message_type, kind), event in lc.MESSAGE_EVENTS.items() if message_type is TaskResult
+}
+_CONFIRM_TYPES: Final[dict[str, CancelConfirmType]] = {
+    event: CancelConfirmType(kind) for (message_type, kind), event in lc.MESSAGE_EVENTS.items() if message_type is TaskCancelConfirm
+}
+
+
+def _install_event_rules(cls: type[ClientMachine]) -> None:
+    """Give ``cls`` the rules that send the scheduler's messages, one per
+    kind of peer event its lifecycle declares (results, answers to a
+    cancel, other notices), drawing only the events ``cls.only_events`` allows.
+    Made per class because the events are the declaration's."""
+    life = _lifecycle(cls.lifecycle)
+    allowed = cls.only_events
+
+    def pick(events: Sequence[str]) -> list[str]:
+        return [event for event in events if allowed is None or event in allowed]
+
+    results, confirms, notices = pick(life.result_events()), pick(life.confirm_events()), pick(life.notice_events())
+    bundle = cls.tasks_bundle
+
+    @precondition(lambda self: self._enabled("scheduler_sends_a_result"))
+    @rule(task_id=bundle, event=st.sampled_from(results or [""]))
+    def scheduler_sends_a_result(self: ClientMachine, task_id: TaskID, event: str) -> None:
+        self._send_result(task_id, event)
+
+    @precondition(lambda self: self._enabled("scheduler_sends_a_confirm"))
+    @rule(task_id=bundle, event=st.sampled_from(confirms or [""]), to_group=st.booleans())
+    def scheduler_sends_a_confirm(self: ClientMachine, task_id: TaskID, event: str, to_group: bool) -> None:
+        self._send_confirm(task_id, event, to_group)
+
+    @precondition(lambda self: self._enabled("scheduler_sends_a_notice"))
+    @rule(task_id=bundle, event=st.sampled_from(notices or [""]))
+    def scheduler_sends_a_notice(self: ClientMachine, task_id: TaskID, event: str) -> None:
+        self._send_notice(task_id, event)
+
+    for made, events in ((scheduler_sends_a_result, results), (scheduler_sends_a_confirm, confirms), (scheduler_sends_a_notice, notices)):
+        setattr(cls, made.__name__, made if events else None)
+
+
+_install_event_rules(ClientMachine)
