@@ -11,6 +11,7 @@ import itertools
 import logging
 import operator
 import os
+import queue
 import random
 import signal
 import subprocess
@@ -424,6 +425,48 @@ def test_a_restarted_scheduler_fails_the_futures_it_forgot():
             assert client.submit(operator.add, 2, 2).result(timeout=WAIT) == 4
         finally:
             second.stop()
+
+
+def test_a_drop_counts_when_the_handshake_finished_before_the_io_thread_ran(monkeypatch):
+    """On a loaded machine the handshake can finish before the client's I/O
+    thread first runs; the drop of that connection must still fail the live
+    futures. Here the I/O thread is held back until a message from the
+    "scheduler" (a bare ROUTER) is readable, which proves the handshake is
+    over, and only then runs."""
+    identities: queue.Queue[bytes] = queue.Queue()
+    run = Client._run
+
+    def held_back(self: Client) -> None:
+        identities.put(self._socket.getsockopt(zmq.ROUTING_ID))
+        self._socket.poll(WAIT * 1000, zmq.POLLIN)  # the heartbeat below; the test fails later if it never came
+        run(self)
+
+    monkeypatch.setattr(Client, "_run", held_back)
+    context = zmq.Context()
+    server = context.socket(zmq.ROUTER)
+    server.setsockopt(zmq.LINGER, 0)
+    server.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send before the handshake raises instead of vanishing
+    try:
+        port = server.bind_to_random_port("tcp://127.0.0.1")
+        with Client(f"tcp://127.0.0.1:{port}", heartbeat_timeout=60) as client:
+            identity = identities.get(timeout=WAIT)
+            deadline = time.monotonic() + WAIT
+            while True:
+                try:
+                    server.send_multipart([identity, *encode(Heartbeat())])
+                    break
+                except zmq.ZMQError as error:
+                    if error.errno != zmq.EHOSTUNREACH or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+            lost = client.submit(operator.add, 1, 1)
+            assert server.poll(WAIT * 1000, zmq.POLLIN), "the client's I/O thread never sent anything"
+            server.close(0)  # the connection drops with the task unanswered
+            with pytest.raises(ConnectionLost, match="dropped"):
+                lost.result(timeout=WAIT)
+    finally:
+        server.close(0)
+        context.term()
 
 
 def test_a_client_the_scheduler_gave_up_on_learns_its_tasks_were_cancelled():
