@@ -470,10 +470,15 @@ def test_a_drop_counts_when_the_handshake_finished_before_the_io_thread_ran(monk
 
 
 def test_a_client_the_scheduler_gave_up_on_learns_its_tasks_were_cancelled():
-    with Scheduler("tcp://127.0.0.1:*", workers=1, client_timeout=0.5, heartbeat_interval=0.1) as scheduler:
+    # The scheduler is patient until the task runs (on a loaded machine a
+    # worker can take longer than any short patience to start it, and the
+    # task would then be cancelled before it started), then loses patience.
+    with Scheduler("tcp://127.0.0.1:*", workers=1, client_timeout=60, heartbeat_interval=0.1) as scheduler:
         # Beats slower than the scheduler's patience: it frees the tasks.
         with Client(scheduler.address, heartbeat_timeout=10, heartbeat_interval=3) as client:
             future = client.submit(time.sleep, 30)
+            _wait_running(scheduler, [future])
+            scheduler.client_timeout = 0.5  # read afresh on every check
             with pytest.raises(concurrent.futures.CancelledError):
                 future.result(timeout=WAIT)
             assert [s.event for s in future.history] == ["started", "confirm_canceled"]
