@@ -236,6 +236,11 @@ def test_a_killed_scheduler_fails_every_live_future_within_the_heartbeat_timeout
         stderr=subprocess.STDOUT,
     )
     try:
+        # Until the scheduler answers, the short-fused client below would
+        # count its start-up (a process importing the package, seconds on a
+        # loaded machine) as silence: wait for an answer with a long fuse.
+        with Client(address, heartbeat_timeout=WAIT) as patient:
+            assert patient.submit(operator.add, 1, 1).result(timeout=WAIT) == 2
         with Client(address, heartbeat_timeout=1.0, cancel_timeout=5) as client:
             assert client.submit(operator.add, 1, 1).result(timeout=WAIT) == 2
             live = [client.submit(time.sleep, 30) for _ in range(3)]
