@@ -249,6 +249,14 @@ class Client(concurrent.futures.Executor):
         self._curve = curve is not None
         if curve is not None:
             self._socket.curve_serverkey, self._socket.curve_publickey, self._socket.curve_secretkey = curve
+        # The monitor is attached before connect: the handshake may finish
+        # before the I/O thread first runs (it does on a loaded machine), and
+        # a monitor attached after it never hears HANDSHAKE_SUCCEEDED, so the
+        # drop of that connection would be ignored as harmless.
+        events = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+        for event in _HANDSHAKE_FAILURES:
+            events |= event
+        self._monitor: zmq.Socket[Any] = self._socket.get_monitor_socket(events)
         self._socket.connect(address)
         self._thread = threading.Thread(target=self._run, name="taskfate-client-io", daemon=True)
         self._thread.start()
@@ -489,11 +497,9 @@ class Client(concurrent.futures.Executor):
     def _run(self) -> None:
         socket = self._socket
         # A dropped TCP connection means the scheduler went away (or was
-        # restarted and forgot us); ZeroMQ would reconnect silently.
-        events = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
-        for event in _HANDSHAKE_FAILURES:
-            events |= event
-        monitor = socket.get_monitor_socket(events)
+        # restarted and forgot us); ZeroMQ would reconnect silently. The
+        # monitor was made in __init__ and is used only here from now on.
+        monitor = self._monitor
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)

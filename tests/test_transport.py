@@ -11,6 +11,7 @@ import itertools
 import logging
 import operator
 import os
+import queue
 import random
 import signal
 import subprocess
@@ -235,6 +236,11 @@ def test_a_killed_scheduler_fails_every_live_future_within_the_heartbeat_timeout
         stderr=subprocess.STDOUT,
     )
     try:
+        # Until the scheduler answers, the short-fused client below would
+        # count its start-up (a process importing the package, seconds on a
+        # loaded machine) as silence: wait for an answer with a long fuse.
+        with Client(address, heartbeat_timeout=WAIT) as patient:
+            assert patient.submit(operator.add, 1, 1).result(timeout=WAIT) == 2
         with Client(address, heartbeat_timeout=1.0, cancel_timeout=5) as client:
             assert client.submit(operator.add, 1, 1).result(timeout=WAIT) == 2
             live = [client.submit(time.sleep, 30) for _ in range(3)]
@@ -426,11 +432,58 @@ def test_a_restarted_scheduler_fails_the_futures_it_forgot():
             second.stop()
 
 
+def test_a_drop_counts_when_the_handshake_finished_before_the_io_thread_ran(monkeypatch):
+    """On a loaded machine the handshake can finish before the client's I/O
+    thread first runs; the drop of that connection must still fail the live
+    futures. Here the I/O thread is held back until a message from the
+    "scheduler" (a bare ROUTER) is readable, which proves the handshake is
+    over, and only then runs."""
+    identities: queue.Queue[bytes] = queue.Queue()
+    run = Client._run
+
+    def held_back(self: Client) -> None:
+        identities.put(self._socket.getsockopt(zmq.ROUTING_ID))
+        self._socket.poll(WAIT * 1000, zmq.POLLIN)  # the heartbeat below; the test fails later if it never came
+        run(self)
+
+    monkeypatch.setattr(Client, "_run", held_back)
+    context = zmq.Context()
+    server = context.socket(zmq.ROUTER)
+    server.setsockopt(zmq.LINGER, 0)
+    server.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send before the handshake raises instead of vanishing
+    try:
+        port = server.bind_to_random_port("tcp://127.0.0.1")
+        with Client(f"tcp://127.0.0.1:{port}", heartbeat_timeout=60) as client:
+            identity = identities.get(timeout=WAIT)
+            deadline = time.monotonic() + WAIT
+            while True:
+                try:
+                    server.send_multipart([identity, *encode(Heartbeat())])
+                    break
+                except zmq.ZMQError as error:
+                    if error.errno != zmq.EHOSTUNREACH or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+            lost = client.submit(operator.add, 1, 1)
+            assert server.poll(WAIT * 1000, zmq.POLLIN), "the client's I/O thread never sent anything"
+            server.close(0)  # the connection drops with the task unanswered
+            with pytest.raises(ConnectionLost, match="dropped"):
+                lost.result(timeout=WAIT)
+    finally:
+        server.close(0)
+        context.term()
+
+
 def test_a_client_the_scheduler_gave_up_on_learns_its_tasks_were_cancelled():
-    with Scheduler("tcp://127.0.0.1:*", workers=1, client_timeout=0.5, heartbeat_interval=0.1) as scheduler:
+    # The scheduler is patient until the task runs (on a loaded machine a
+    # worker can take longer than any short patience to start it, and the
+    # task would then be cancelled before it started), then loses patience.
+    with Scheduler("tcp://127.0.0.1:*", workers=1, client_timeout=60, heartbeat_interval=0.1) as scheduler:
         # Beats slower than the scheduler's patience: it frees the tasks.
         with Client(scheduler.address, heartbeat_timeout=10, heartbeat_interval=3) as client:
             future = client.submit(time.sleep, 30)
+            _wait_running(scheduler, [future])
+            scheduler.client_timeout = 0.5  # read afresh on every check
             with pytest.raises(concurrent.futures.CancelledError):
                 future.result(timeout=WAIT)
             assert [s.event for s in future.history] == ["started", "confirm_canceled"]
