@@ -541,12 +541,15 @@ class FutureManager:
     def _deliver_elsewhere(self, message: Any, event: str) -> None:
         """A message whose task id has no live future: for a group's members,
         or for nobody (counted, and a result kept in ``late_results``).
+        A result is one task's outcome, never a group's: addressed to a
+        group id (a graph's umbrella answered twice) it reaches no member.
         Caller holds the lock."""
         task_id = message.task_id
-        members = self._groups.get(task_id)
+        result = event in self._result_events
+        members = None if result else self._groups.get(task_id)
         if not members:
             self.stats["unknown_task"] += 1
-            if event in self._result_events:
+            if result:
                 self.late_results.append(message)
                 if _log.isEnabledFor(logging.INFO):
                     _log.info("result for unknown or finished task %s kept in late_results", task_id.hex())

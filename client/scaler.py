@@ -21,7 +21,10 @@ Scaler 2.9.0 has no public hook for a different future or future manager, so
 this module plugs into the construction points its client already has. They
 are listed once, in :data:`PLUG_IN_POINTS`, checked at import (an upgrade that
 moves one fails here, loudly, rather than later and quietly) and pinned by a
-test. Nothing else of Scaler's is replaced or patched.
+test. Nothing else of Scaler's is replaced or patched. Besides the futures
+and their manager, one piece of the client agent is ours: its task
+bookkeeping (:class:`TaskManager`), which in stock Scaler forgets a task
+whose cancel was refused and then drops the task's result.
 
 What the boundary maps
 ----------------------
@@ -55,7 +58,9 @@ try:
     import scaler.about as _scaler_about
     import scaler.client.client as _scaler_client
     from scaler.client.agent import mixins as _scaler_mixins
+    from scaler.client.agent.client_agent import ClientAgent as _ClientAgent
     from scaler.client.agent.future_manager import ClientFutureManager as _StockFutureManager
+    from scaler.client.agent.task_manager import ClientTaskManager as _StockTaskManager
     from scaler.client.future import ScalerFuture as _StockFuture
     from scaler.client.object_buffer import ObjectBuffer as _ObjectBuffer
     from scaler.protocol import capnp as _capnp
@@ -91,6 +96,7 @@ __all__ = [
     "Future",
     "PlugInError",
     "ScalerFutureManager",
+    "TaskManager",
     "WorkerDied",
     "cancel_from_taskfate",
     "confirm_from_scaler",
@@ -127,6 +133,21 @@ PLUG_IN_POINTS: Final[tuple[tuple[str, str], ...]] = (
         "fetch_object(object_id, is_exception, delete_after_fetch) -> concurrent.futures.Future",
     ),
     (
+        "scaler.client.client.Client._bridge",
+        "assigned `create_default_bridge(...)` in `__initialize__` and started right after; our Client "
+        "intercepts that assignment to reach the bridge's not yet started `_agent`",
+    ),
+    (
+        "scaler.client.agent.client_agent.ClientAgent._ClientAgent__initialize",
+        "builds `self._task_manager = ClientTaskManager()` and registers it, on the agent's thread; "
+        "our Client wraps it on the agent instance to put a TaskManager in its place",
+    ),
+    (
+        "scaler.client.agent.task_manager.ClientTaskManager",
+        "keeps the ids it tracks in `_task_ids`, its collaborators in `_connector_external`, "
+        "`_object_manager`, `_future_manager`; on_task_cancel_confirm(confirm) is a coroutine",
+    ),
+    (
         "scaler.protocol.capnp",
         "TaskResult(taskId, resultType, results, metadata), TaskCancelConfirm(taskId, "
         "cancelConfirmType), TaskCancel(taskId, flags=TaskCancelFlags(force)) and their enums",
@@ -160,6 +181,19 @@ def check_plug_in_points() -> None:
     for point, text in expected_source:
         if text not in source:
             raise PlugInError(f"Scaler's Client.{point} moved: {text!r} is no longer in its source")
+    for text in ("self._bridge = create_default_bridge(", "self._bridge.start()"):
+        if text not in source:
+            raise PlugInError(f"Scaler's Client._bridge moved: {text!r} is no longer in its source")
+    agent_source = inspect.getsource(_ClientAgent)
+    for text in ("def __initialize(self):", "self._task_manager = ClientTaskManager()", "self.__initialize()"):
+        if text not in agent_source:
+            raise PlugInError(f"Scaler's ClientAgent.__initialize moved: {text!r} is no longer in its source")
+    tracked = inspect.getsource(_StockTaskManager.__init__)
+    for name in ("_task_ids", "_connector_external", "_object_manager", "_future_manager"):
+        if f"self.{name}" not in tracked:
+            raise PlugInError(f"Scaler's ClientTaskManager no longer keeps {name}")
+    if not inspect.iscoroutinefunction(_StockTaskManager.on_task_cancel_confirm):
+        raise PlugInError("Scaler's ClientTaskManager.on_task_cancel_confirm is no longer a coroutine")
     abstract = set(getattr(_scaler_mixins.FutureManager, "__abstractmethods__", ()))
     if abstract != _AGENT_CALLS:
         raise PlugInError(f"Scaler's FutureManager interface changed: {sorted(abstract)} != {sorted(_AGENT_CALLS)}")
@@ -467,7 +501,9 @@ class ScalerFutureManager(_scaler_mixins.FutureManager):  # type: ignore[misc]
     (``stats``, ``late_results``, ``live_futures()``).
     """
 
-    def __init__(self, send: Callable[[Any], object], *, late_result: str, cancel_timeout: float, **manager_options: Any) -> None:
+    def __init__(
+        self, send: Callable[[Any], object], *, late_result: str, cancel_timeout: float, object_buffer: Any = None, **manager_options: Any
+    ) -> None:
         # manager_options (clock=, timer=) reach the FutureManager: a test, or
         # the fuzz kit, runs the confirm timeouts on a clock it moves.
         self._scaler_send = send
@@ -475,6 +511,7 @@ class ScalerFutureManager(_scaler_mixins.FutureManager):  # type: ignore[misc]
             self._send, lifecycle=scaler_lifecycle(late_result), cancel_timeout=cancel_timeout, future_class=Future, **manager_options
         )
         self._session = _Session(self.lifecycle)
+        self._session.object_buffer = object_buffer
 
     # -- Called by our Client ----------------------------------------------------------
 
@@ -505,8 +542,14 @@ class ScalerFutureManager(_scaler_mixins.FutureManager):  # type: ignore[misc]
         if not waiting or self._session.on_agent_thread():
             return
         _log.info("waiting up to %ss for %d cancel(s) to be answered", self.lifecycle.cancel_timeout, len(waiting))
-        concurrent.futures.wait(waiting, timeout=self.lifecycle.cancel_timeout)
-        if not all(future.done() for future in waiting):
+        # Wait for the answers, not for the futures to end: a refused cancel
+        # is answered, and its future goes back to waiting for its result,
+        # which may take as long as the task runs.
+        awaiting = self.lifecycle.lifecycle.awaiting
+        deadline = time.monotonic() + self.lifecycle.cancel_timeout
+        for future in waiting:
+            future._wait_while_in(awaiting, max(0.0, deadline - time.monotonic()))
+        if any(future._fsm in awaiting for future in waiting):
             # Our wait was as long as the lifecycle's own bound: end whatever
             # the timer thread has not serviced yet.
             self.lifecycle.expire()
@@ -554,6 +597,51 @@ class ScalerFutureManager(_scaler_mixins.FutureManager):  # type: ignore[misc]
         if type(message) is not TaskCancel:
             raise TypeError(f"only TaskCancel leaves through the lifecycle; Scaler sends its own tasks, not {message!r}")
         self._scaler_send(cancel_from_taskfate(message))
+
+
+# -- The client agent's bookkeeping ----------------------------------------------------------
+
+
+class TaskManager(_StockTaskManager):  # type: ignore[misc]
+    """Scaler's client-agent task bookkeeping, except that a refused cancel
+    keeps the task.
+
+    The agent tracks which tasks are still out, and drops any result or
+    confirm for a task it no longer tracks before a future sees it. Stock
+    ``ClientTaskManager`` stops tracking a task on *every* cancel confirm,
+    ``cancelFailed`` included; but a refused cancel means the task runs on,
+    and its result, when it comes, was then dropped here, so the future
+    (which the refusal left waiting for that result) waited forever. This
+    class passes a refusal on and keeps tracking the task; every other
+    message is handled as Scaler handles it.
+    """
+
+    @classmethod
+    def replacing(cls, stock: Any) -> TaskManager:
+        """A TaskManager taking over ``stock``'s collaborators and tracked ids."""
+        made = cls()
+        made.register(stock._connector_external, stock._object_manager, stock._future_manager)
+        made._task_ids = stock._task_ids
+        return made
+
+    async def on_task_cancel_confirm(self, task_cancel_confirm: Any) -> None:
+        if _CONFIRM_TYPES.get(task_cancel_confirm.cancelConfirmType) != CancelConfirmType.CANCEL_FAILED:
+            await super().on_task_cancel_confirm(task_cancel_confirm)
+        elif task_cancel_confirm.taskId in self._task_ids:
+            self._future_manager.on_task_cancel_confirm(task_cancel_confirm)
+
+
+def _adopt_task_manager(agent: Any) -> None:
+    """Make ``agent`` (a not yet started ``ClientAgent``) run with a
+    :class:`TaskManager`: its initializer, which builds the stock one on the
+    agent's own thread, is wrapped on this instance only."""
+    stock_initialize = agent._ClientAgent__initialize
+
+    def initialize() -> None:
+        stock_initialize()
+        agent._task_manager = TaskManager.replacing(agent._task_manager)
+
+    agent._ClientAgent__initialize = initialize
 
 
 # -- The client ----------------------------------------------------------------------------
@@ -605,6 +693,22 @@ class Client(_scaler_client.Client):  # type: ignore[misc]
             )
         else:
             raise TypeError(f"unexpected future manager {value!r}")
+
+    # Plug-in point 3: Scaler's __initialize__ makes the bridge, whose client
+    # agent is not started yet, and starts it right after; the setter swaps
+    # the agent's task bookkeeping for ours before it starts.
+    @property
+    def _bridge(self) -> Any:
+        return self.__dict__.get("_taskfate_bridge")
+
+    @_bridge.setter
+    def _bridge(self, value: Any) -> None:
+        agent = getattr(value, "_agent", None)
+        if isinstance(agent, _ClientAgent) and not agent.is_alive():
+            _adopt_task_manager(agent)
+        elif value is not None:
+            raise PlugInError(f"Scaler's client bridge {value!r} no longer holds an unstarted ClientAgent in _agent")
+        self.__dict__["_taskfate_bridge"] = value
 
     def __initialize__(self, *args: Any, **kwargs: Any) -> None:
         super().__initialize__(*args, **kwargs)

@@ -56,10 +56,14 @@ from taskfate.protocol import (
 )
 
 __all__ = [
+    "AFTER_AN_ANSWER",
+    "AFTER_A_NOTICE",
+    "AFTER_A_RESULT",
     "PROMISES",
     "BrokenPromise",
     "ClientMachine",
     "FakeClock",
+    "MessageKinds",
     "ObjectStore",
     "ReferenceClient",
     "Sent",
@@ -183,14 +187,27 @@ PROMISES: Final[dict[str, str]] = {
 }
 
 
+#: What a broken promise is reported "after", for the scheduler's messages:
+#: the kind of message, not the event, so one bug reached through each of
+#: several result types (or answers) is one finding, not one per type.
+#: Every other event (``cancel``, ``clear``, ``confirm_timeout``, ...) is
+#: reported by its own name.
+AFTER_A_RESULT: Final = "a result"
+AFTER_AN_ANSWER: Final = "an answer"
+AFTER_A_NOTICE: Final = "a notice"
+
+
 class BrokenPromise(AssertionError):
     """A promise of :data:`PROMISES` the client broke.
 
-    ``promise`` names it and ``event`` is the lifecycle event after which it
-    broke (the one that ended the future, released the wait or asked for the
-    message). Each ``(promise, event)`` pair is its own subclass, made once,
-    so Hypothesis reports and shrinks each pair as a separate failure even
-    though they are raised from one place.
+    ``promise`` names it and ``event`` says after what it broke: the
+    lifecycle event that ended the future, released the wait or asked for
+    the message, with the scheduler's messages grouped by kind
+    (:data:`AFTER_A_RESULT`, :data:`AFTER_AN_ANSWER`, :data:`AFTER_A_NOTICE`;
+    :meth:`ClientMachine.finding` does the grouping). Each ``(promise,
+    event)`` pair is its own subclass, made once, so Hypothesis reports and
+    shrinks each pair as a separate failure even though they are raised from
+    one place.
     """
 
     promise: str = ""
@@ -267,7 +284,35 @@ def drive(coroutine: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("drive() runs coroutines that finish without suspending; this one waited")
 
 
-def classify_by(*kinds: tuple[type, str, Mapping[str, object]]) -> Callable[[Any], str | None]:
+class MessageKinds:
+    """A lifecycle classifier for messages that say what they are in one
+    field, which can also build them: see :func:`classify_by`."""
+
+    def __init__(self, kinds: Sequence[tuple[type, str, Mapping[str, object]]], task_id: str | None) -> None:
+        self.kinds = tuple((kind, field, dict(events)) for kind, field, events in kinds)
+        self.task_id = task_id
+        self._tables = [(kind, field, {value: event for event, value in events.items()}) for kind, field, events in self.kinds]
+
+    def __call__(self, message: Any) -> str | None:
+        for kind, field, events in self._tables:
+            if isinstance(message, kind):
+                return events.get(getattr(message, field))
+        return None
+
+    def build(self, event: str, task_id: bytes, **fields: object) -> Any:
+        """The message that fires ``event`` for ``task_id``: its class
+        called with keyword arguments, the id under the ``task_id`` field
+        name given to :func:`classify_by`, the kind field set, and
+        ``fields`` for the rest the class requires."""
+        if self.task_id is None:
+            raise TypeError("classify_by(..., task_id=field name) is needed to build messages")
+        for kind, field, events in self.kinds:
+            if event in events:
+                return kind(**{self.task_id: bytes(task_id), field: events[event]}, **fields)
+        raise KeyError(f"no message kind fires {event!r}")
+
+
+def classify_by(*kinds: tuple[type, str, Mapping[str, object]], task_id: str | None = None) -> MessageKinds:
     """A lifecycle classifier for messages that say what they are in one
     field: each kind is ``(message class, field name, {event: field value})``.
 
@@ -276,17 +321,13 @@ def classify_by(*kinds: tuple[type, str, Mapping[str, object]]) -> Callable[[Any
     messages for the machine (event -> value) are then the classifier too,
     read backwards, so the two cannot disagree. Field values of different
     kinds may be equal (two enums both starting at 0): each kind is looked
-    up on its own.
+    up on its own. With ``task_id`` (the name of the messages' id field)
+    the classifier also builds messages (:meth:`MessageKinds.build`), and
+    :class:`ClientMachine` builds its cancel answers with it: a library
+    whose answers carry nothing but the id and the kind writes no
+    ``make_confirm``.
     """
-    tables = [(kind, field, {value: event for event, value in events.items()}) for kind, field, events in kinds]
-
-    def classify(message: Any) -> str | None:
-        for kind, field, events in tables:
-            if isinstance(message, kind):
-                return events.get(getattr(message, field))
-        return None
-
-    return classify
+    return MessageKinds(kinds, task_id)
 
 
 def as_coroutine(function: Callable[..., T]) -> Callable[..., Coroutine[Any, Any, T]]:
@@ -416,7 +457,8 @@ class ReferenceClient:
     graph's siblings follow (its ``send_cancel`` and ``cancel_group``
     callbacks). What is left is routing, as ``FutureManager`` does it: a
     message names a live future by its id, or else a group, whose live
-    members all take it.
+    members all take it; a result names one task only, so a result for a
+    group id (an umbrella answered twice) is a late result.
     """
 
     def __init__(self, lifecycle: lc.Policy | Lifecycle = lc.DEFAULT_POLICY, cancel_timeout: float = 30.0) -> None:
@@ -478,10 +520,11 @@ class ReferenceClient:
         if future is not None:
             self._fire(future, event, message)
             return
-        members = [f for f in self._live.values() if f.group_id == task_id]
+        result = event in self._result_events  # one task's outcome: never a group's
+        members = [] if result else [f for f in self._live.values() if f.group_id == task_id]
         for member in members:
             self._fire(member, event, message)
-        if not members and event in self._result_events:
+        if not members and result:
             self.late_results.append(message)
 
     def cancel(self, task_id: TaskID, force: bool = True) -> bool:
@@ -668,6 +711,9 @@ class ClientMachine(RuleBasedStateMachine):
         self._values: dict[int, tuple[object, object]] = {}
         self._read: list[Sent] = []
         self._read_upto = 0
+        #: Where a client whose results are references finds their values:
+        #: :meth:`make_result` puts a value here and sends its reference.
+        self.store = ObjectStore()
         self.make_client(self.outbox.append, self.clock)
 
     # -- What a subclass provides ------------------------------------------------
@@ -720,9 +766,10 @@ class ClientMachine(RuleBasedStateMachine):
         raise NotImplementedError
 
     def expire(self) -> None:
-        """Fire the confirm timeouts due at ``clock()``. A client with no
-        timers of its own defines this as doing nothing, so that time passes
-        and the lifecycle's bounds are held against it."""
+        """Fire the confirm timeouts due at ``clock()``. Without this hook
+        time passes only with ``blocking = True``: a client with no timers
+        of its own is then held to the lifecycle's bounds, and a wait that
+        outlives one is a finding."""
         raise NotImplementedError
 
     def encode(self, value: object) -> bytes:
@@ -742,8 +789,12 @@ class ClientMachine(RuleBasedStateMachine):
 
     def make_confirm(self, task_id: TaskID, event: str) -> Any:
         """The scheduler's answer to a cancel that fires ``event``, addressed
-        to ``task_id`` (a task or a group). The default builds a taskfate
-        ``TaskCancelConfirm``."""
+        to ``task_id`` (a task or a group). The default builds it with the
+        lifecycle's :func:`classify_by` classifier if that was given the id
+        field's name, and a taskfate ``TaskCancelConfirm`` otherwise."""
+        classify = self.reference.lifecycle.messages
+        if isinstance(classify, MessageKinds) and classify.task_id is not None:
+            return classify.build(event, task_id)
         kind = _CONFIRM_TYPES.get(event)
         if kind is None:
             raise NotImplementedError(f"override make_confirm: no taskfate TaskCancelConfirm fires {event!r}")
@@ -779,8 +830,24 @@ class ClientMachine(RuleBasedStateMachine):
     def _checks(self, promise: str) -> bool:
         return self.only_promises is None or promise in self.only_promises
 
+    @classmethod
+    def finding(cls, promise: str, event: str) -> type[BrokenPromise]:
+        """The :class:`BrokenPromise` this machine raises for ``promise``
+        broken after lifecycle ``event``: the scheduler's messages are
+        grouped by kind, so a result of any type is :data:`AFTER_A_RESULT`
+        and an answer to a cancel of any type is :data:`AFTER_AN_ANSWER`."""
+        life = _lifecycle(cls.lifecycle)
+        if event in life.result_events():
+            event = AFTER_A_RESULT
+        elif event in life.confirm_events():
+            event = AFTER_AN_ANSWER
+        elif event in life.notice_events():
+            event = AFTER_A_NOTICE
+        return broken_promise(promise, event)
+
     def _broken(self, promise: str, event: str, detail: str) -> BrokenPromise:
-        return broken_promise(promise, event)(f"{promise} ({PROMISES[promise]}), after {event}: {detail}")
+        kind = self.finding(promise, event)
+        return kind(f"{promise} ({PROMISES[promise]}), after {event}: {detail}")
 
     # -- Rules ------------------------------------------------------------------------
 
@@ -908,12 +975,13 @@ class ClientMachine(RuleBasedStateMachine):
         timeout = self.wait_timeout
         self._start_call(CANCEL, f"cancel(timeout={timeout}) of task {task_id.hex()}", (task_id,), lambda: self.cancel_blocking(future, timeout))
 
-    @precondition(lambda self: self._has("expire") and self._enabled("time_passes"))
+    @precondition(lambda self: (self.blocking or self._has("expire")) and self._enabled("time_passes"))
     @rule(seconds=st.sampled_from([1.0, 4.0, 6.0]))
     def time_passes(self, seconds: float) -> None:
         self.clock.now += seconds
         self.reference.advance(seconds)
-        self.expire()
+        if self._has("expire"):
+            self.expire()
 
     @precondition(lambda self: self._has("clear") and self._enabled("client_clears"))
     @rule()

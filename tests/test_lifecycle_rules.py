@@ -6,6 +6,7 @@ Each test names the row it pins down; docs/lifecycle.md states the same rules.
 from __future__ import annotations
 
 import concurrent.futures
+import pickle
 
 import pytest
 
@@ -234,6 +235,23 @@ def test_a_graph_member_left_unconfirmed_ends_by_timeout(h):
     assert (a.state, b.state) == ("cancelled", "cancel_requested")
     h.advance(5.1)
     assert b.state == "cancelled" and b.history[-1].event == "confirm_timeout"
+
+
+def test_a_result_addressed_to_a_group_reaches_no_member(h):
+    # A result is one task's outcome. A graph's umbrella shares its id with
+    # the group, so an umbrella result arriving after the umbrella ended
+    # must not end the members with the umbrella's outcome.
+    group = TaskID.new()
+    umbrella = h.manager.track(group, group)
+    member = h.submit(group)
+    h.manager.on_message(TaskResult(group, TaskResultType.SUCCESS, pickle.dumps("graph")))
+    assert umbrella.state == "done" and member.state == "pending"
+    late = TaskResult(group, TaskResultType.FAILED, pickle.dumps("again"))
+    h.manager.on_message(late)
+    assert member.state == "pending" and member.history == ()
+    assert list(h.manager.late_results) == [late] and h.manager.stats["unknown_task"] == 1
+    h.confirm(group, CancelConfirmType.CANCELED)  # a confirm to the group still reaches it
+    assert member.state == "cancelled"
 
 
 def test_duplicate_task_ids_are_refused(h):

@@ -7,6 +7,7 @@ import concurrent.futures
 import inspect
 import os
 import threading
+import time
 import types
 
 import pytest
@@ -14,6 +15,8 @@ import pytest
 scaler = pytest.importorskip("scaler", reason="opengris-scaler is not installed (pip install -e '.[scaler]')")
 
 from scaler.client.agent import mixins as scaler_mixins  # noqa: E402
+from scaler.client.agent.client_agent import ClientAgent  # noqa: E402
+from scaler.client.agent.task_manager import ClientTaskManager  # noqa: E402
 from scaler.protocol import capnp  # noqa: E402
 from scaler.utility.exceptions import WorkerDiedError  # noqa: E402
 
@@ -315,6 +318,23 @@ def test_cancel_all_futures_is_bounded_by_the_cancel_timeout_when_nobody_answers
     assert [f.state for f in futures] == ["cancelled"] * 5 and len(sent) == 5
 
 
+def test_cancel_all_futures_returns_once_a_refusal_answers_it_not_when_the_task_ends():
+    # A refused cancel is an answer: its future waits for the task's result
+    # again, which can take as long as the task runs, and clear() must not.
+    manager, sent = make_manager(cancel_timeout=20)
+    refused, answered = submit(manager), submit(manager)
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (manager.cancel_all_futures(), done.set()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while len(sent) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    manager.on_task_cancel_confirm(scaler_confirm(refused.task_id, capnp.TaskCancelConfirmType.cancelFailed))
+    manager.on_task_cancel_confirm(scaler_confirm(answered.task_id))
+    assert done.wait(5), "clear() still waits after both cancels were answered"
+    assert (refused.state, answered.state) == ("pending", "cancelled")
+
+
 def test_a_done_callback_runs_after_the_value_is_fetched_so_it_can_read_it():
     object_id = os.urandom(32)
     buffer = FakeObjectBuffer(complete=False)
@@ -396,3 +416,100 @@ def _timed(fn):
     fn()
     return time.monotonic() - started
 
+
+
+# -- The client agent's task bookkeeping -------------------------------------------
+
+
+def _agent_task_manager(kind):
+    """A client agent's task manager of ``kind`` tracking one task, with
+    recording collaborators: what it sends on and what reaches futures."""
+    sent, delivered = [], []
+
+    async def send(message, **_):
+        sent.append(message)
+
+    futures = types.SimpleNamespace(on_task_result=delivered.append, on_task_cancel_confirm=delivered.append)
+    manager = kind()
+    manager.register(types.SimpleNamespace(send=send), types.SimpleNamespace(on_task_result=lambda _: None), futures)
+    task_id = os.urandom(16)
+    _run(manager.on_new_task(types.SimpleNamespace(taskId=task_id)))
+    return manager, task_id, sent, delivered
+
+
+def _run(coroutine):
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return
+    raise AssertionError("the handler waited")
+
+
+def _refused_then_finished(manager, task_id):
+    refusal = scaler_confirm(task_id, capnp.TaskCancelConfirmType.cancelFailed)
+    result = capnp.TaskResult(taskId=task_id, resultType=capnp.TaskResultType.success, metadata=b"", results=[])
+    _run(manager.on_task_cancel_confirm(refusal))
+    _run(manager.on_task_result(result))
+    return refusal, result
+
+
+def test_our_task_manager_keeps_a_task_whose_cancel_was_refused_and_passes_its_result_on():
+    manager, task_id, sent, delivered = _agent_task_manager(tfs.TaskManager)
+    refusal, result = _refused_then_finished(manager, task_id)
+    assert delivered == [refusal, result]
+    assert task_id not in manager._task_ids  # the result ended the tracking, as Scaler's does
+
+
+def test_stock_task_manager_drops_the_result_after_a_refused_cancel():
+    # What TaskManager is for: the stock one forgets the task on the refusal.
+    manager, task_id, sent, delivered = _agent_task_manager(ClientTaskManager)
+    refusal, result = _refused_then_finished(manager, task_id)
+    assert delivered == [refusal]
+
+
+@pytest.mark.parametrize("kind", [capnp.TaskCancelConfirmType.canceled, capnp.TaskCancelConfirmType.cancelNotFound])
+def test_our_task_manager_forgets_a_task_on_any_other_confirm_as_scalers_does(kind):
+    manager, task_id, sent, delivered = _agent_task_manager(tfs.TaskManager)
+    confirm = scaler_confirm(task_id, kind)
+    _run(manager.on_task_cancel_confirm(confirm))
+    _run(manager.on_task_cancel_confirm(confirm))
+    assert delivered == [confirm] and task_id not in manager._task_ids
+
+
+def test_a_refusal_for_a_task_the_agent_does_not_track_reaches_nobody():
+    manager, _, sent, delivered = _agent_task_manager(tfs.TaskManager)
+    _run(manager.on_task_cancel_confirm(scaler_confirm(os.urandom(16), capnp.TaskCancelConfirmType.cancelFailed)))
+    assert delivered == []
+
+
+def test_replacing_takes_over_the_stock_managers_collaborators_and_tracked_tasks():
+    stock, task_id, sent, delivered = _agent_task_manager(ClientTaskManager)
+    ours = tfs.TaskManager.replacing(stock)
+    assert ours._task_ids is stock._task_ids and task_id in ours._task_ids
+    assert (ours._connector_external, ours._object_manager, ours._future_manager) == (
+        stock._connector_external,
+        stock._object_manager,
+        stock._future_manager,
+    )
+
+
+def test_the_agent_is_given_our_task_manager_when_it_initializes(monkeypatch):
+    agent = ClientAgent.__new__(ClientAgent)  # the initializer's own work is Scaler's; only the swap is ours
+    stock = ClientTaskManager()
+
+    def stock_initialize(self):
+        self._task_manager = stock
+
+    monkeypatch.setattr(ClientAgent, "_ClientAgent__initialize", stock_initialize)
+    tfs._adopt_task_manager(agent)
+    agent._ClientAgent__initialize()
+    assert isinstance(agent._task_manager, tfs.TaskManager)
+    assert vars(ClientAgent)["_ClientAgent__initialize"] is stock_initialize  # the class is untouched
+
+
+def test_a_bridge_without_an_unstarted_agent_is_a_plug_in_error():
+    client = tfs.Client.__new__(tfs.Client)
+    with pytest.raises(tfs.PlugInError, match="unstarted ClientAgent"):
+        client._bridge = types.SimpleNamespace()
+    client._bridge = None
+    assert client._bridge is None

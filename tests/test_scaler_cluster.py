@@ -26,6 +26,7 @@ from scaler import Client as StockClient  # noqa: E402
 from scaler.utility.exceptions import DisconnectedError, ProcessorDiedError  # noqa: E402
 from scaler_cluster import backend, running_cluster  # noqa: E402
 
+from taskfate.client import scaler as tfs  # noqa: E402
 from taskfate.client.scaler import Client, Future  # noqa: E402
 
 # Workers import nothing from the test tree: ship this module's functions by value.
@@ -204,6 +205,18 @@ def test_cancel_a_finished_task_returns_false_and_changes_nothing(client):
     before = future.history
     assert future.cancel() is False
     assert future.state == "done" and future.history == before and future.result(0) == 9
+
+
+@pytest.mark.timeout(60)
+def test_the_client_agent_runs_taskfates_task_bookkeeping(client):
+    # Plug-in points 6 and 7: the agent's ClientTaskManager is swapped on
+    # this agent only, and the agent still does its work with it.
+    assert client.submit(pow, 3, 3).result(timeout=30) == 27
+    from scaler.client.agent.client_agent import ClientAgent
+
+    agent = client._bridge._agent
+    assert isinstance(agent._task_manager, tfs.TaskManager)
+    assert "_ClientAgent__initialize" in vars(agent) and "_ClientAgent__initialize" in vars(ClientAgent)
 
 
 @pytest.mark.timeout(60)

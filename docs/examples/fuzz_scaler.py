@@ -10,8 +10,13 @@ as Scaler's object storage does, and submits graphs whole, one ``GraphTask``
 with an umbrella future, as Scaler's ``Client.get`` does.
 
 ``TaskfateScalerMachine`` is the same adapter pointed at taskfate's own
-Scaler adapter (``taskfate.client.scaler``): only the future manager and the
-future factory differ.
+Scaler adapter (``taskfate.client.scaler``): its future manager, its futures
+and its client-agent task bookkeeping in place of Scaler's.
+
+There is no ``close`` hook: Scaler's ``disconnect()`` begins with the very
+cancel-and-wait that ``clear()`` is, which the clear rule holds to the
+lifecycle's bound, and ends by stopping the client agent, which the
+connection-lost rule covers.
 
 ``docs/fuzzing.md`` walks through this file and lists what it finds in stock
 Scaler; ``tests/test_fuzz_scaler.py`` runs it. The adapter is the code
@@ -28,37 +33,31 @@ from typing import Any
 from scaler.client.agent.future_manager import ClientFutureManager
 from scaler.client.agent.task_manager import ClientTaskManager
 from scaler.client.future import ScalerFuture
-from scaler.protocol.capnp import GraphTask, Task, TaskCancel, TaskCancelConfirm, TaskResult
-from scaler.protocol.capnp import TaskCancelConfirmType as C
-from scaler.protocol.capnp import TaskResultType as R
+from scaler.protocol.capnp import GraphTask, Task, TaskCancel, TaskCancelConfirm, TaskCancelConfirmType as C, TaskResult, TaskResultType as R
 
-from taskfate.client.scaler import ScalerFutureManager, scaler_declaration
-from taskfate.fsm import lifecycle as lc
-from taskfate.fsm.declare import declare
-from taskfate.fsm.fuzz import CANCEL_SENT, GRAPH_SENT, TASK_SENT, ClientMachine, ObjectStore, Sent, as_coroutine, classify_by, drive
+from taskfate.client.scaler import ScalerFutureManager, TaskManager, scaler_declaration
+from taskfate.fsm import declare, lifecycle as lc
+from taskfate.fsm.fuzz import CANCEL_SENT, GRAPH_SENT, TASK_SENT, ClientMachine, Sent, as_coroutine, classify_by, drive
 
-# Scaler's enum values per lifecycle event, its outgoing messages as the kit counts them, the handlers of its client agent.
-RESULTS = {lc.RESULT_SUCCESS: R.success, lc.RESULT_FAILED: R.failed, lc.RESULT_WORKER_DIED: R.failedWorkerDied}
+RESULTS = {lc.RESULT_SUCCESS: R.success, lc.RESULT_FAILED: R.failed, lc.RESULT_WORKER_DIED: R.failedWorkerDied}  # Scaler's enums
 CONFIRMS = {lc.CONFIRM_CANCELED: C.canceled, lc.CONFIRM_CANCEL_FAILED: C.cancelFailed, lc.CONFIRM_NOT_FOUND: C.cancelNotFound}
-SENT = {TaskCancel: CANCEL_SENT, GraphTask: GRAPH_SENT, Task: TASK_SENT}
-AGENT = {Task: "on_new_task", GraphTask: "on_new_graph_task", TaskCancel: "on_cancel_task", TaskResult: "on_task_result"}
+SENT = {TaskCancel: CANCEL_SENT, GraphTask: GRAPH_SENT, Task: TASK_SENT}  # its outgoing messages, as the kit counts them
+AGENT = {Task: "on_new_task", GraphTask: "on_new_graph_task", TaskCancel: "on_cancel_task", TaskResult: "on_task_result"}  # agent handlers
 task = functools.partial(Task, source=b"", metadata=b"", funcObjectId=b"", functionArgs=[], capabilities=[])
 
 
 class ScalerMachine(ClientMachine):
-    messages = classify_by((TaskResult, "resultType", RESULTS), (TaskCancelConfirm, "cancelConfirmType", CONFIRMS))
+    messages = classify_by((TaskResult, "resultType", RESULTS), (TaskCancelConfirm, "cancelConfirmType", CONFIRMS), task_id="taskId")
     lifecycle = declare(scaler_declaration("deliver"), messages=messages, name="scaler")  # a result racing a cancel wins
-    blocking = True  # Scaler's cancel(), clear() and disconnect() block
+    blocking = True  # Scaler's cancel(), clear() and disconnect() block; its futures have no timer
 
-    def make_client(self, send: Any, clock: Any) -> None:  # Scaler's client agent and future manager, and the futures' factory
-        self.store, self.agent = ObjectStore(), ClientTaskManager()
-        self.objects = Stub(fetch_object=self.store.fetch)
-        self.factory: Any = functools.partial(ScalerFuture, serializer=None, connector_agent=Stub(send=self.deliver), object_buffer=self.objects)
-        self.manager = self.future_manager(clock)
+    def make_client(self, send: Any, clock: Any) -> None:
+        self.agent, self.manager, self.factory = self.parts(Stub(fetch_object=self.store.fetch), clock)
         self.agent.register(Stub(send=as_coroutine(lambda m, **_: send(m))), Stub(on_task_result=lambda _: None), self.manager)
 
-    def future_manager(self, clock: Any) -> Any:
-        return ClientFutureManager(serializer=None)
+    def parts(self, objects: Any, clock: Any) -> tuple[Any, Any, Any]:  # the client agent's task manager, the future manager, the futures' factory
+        factory = functools.partial(ScalerFuture, serializer=None, connector_agent=Stub(send=self.deliver), object_buffer=objects)
+        return ClientTaskManager(), ClientFutureManager(serializer=None), factory
 
     def deliver(self, message: Any) -> None:  # everything reaches the client agent: from the futures and from the scheduler
         drive(getattr(self.agent, AGENT.get(type(message), "on_task_cancel_confirm"))(message))
@@ -75,10 +74,7 @@ class ScalerMachine(ClientMachine):
         return futures[0], futures[1:]
 
     def make_result(self, task_id: Any, event: str, value: object) -> Any:  # the value goes to object storage; an umbrella's names none
-        return TaskResult(taskId=bytes(task_id), resultType=RESULTS[event], metadata=b"", results=[] if value is None else [self.store.put(value)])
-
-    def make_confirm(self, task_id: Any, event: str) -> Any:
-        return TaskCancelConfirm(taskId=bytes(task_id), cancelConfirmType=CONFIRMS[event])
+        return self.messages.build(event, task_id, metadata=b"", results=[] if value is None else [self.store.put(value)])
 
     def read_sent(self, m: Any) -> Sent:
         return Sent(SENT[type(m)], m.taskId, force=not isinstance(m, TaskCancel) or m.flags.force, members=tuple(getattr(m, "targets", ())))
@@ -89,19 +85,14 @@ class ScalerMachine(ClientMachine):
     def connection_lost(self) -> None:
         self.manager.set_all_futures_with_exception(ConnectionError("the client agent stopped"))
 
-    def expire(self) -> None:
-        pass  # Scaler's futures have no timer: time passes and nothing happens
 
-
-class TaskfateScalerMachine(ScalerMachine):  # taskfate.client.scaler's future manager and futures in place of Scaler's
-    def future_manager(self, clock: Any) -> Any:
-        self.taskfate = ScalerFutureManager(self.deliver, late_result="deliver", cancel_timeout=self.cancel_timeout, clock=clock, timer=False)
-        self.taskfate.bind(self.objects)
-        self.factory = self.taskfate.make_future
-        return self.taskfate
+class TaskfateScalerMachine(ScalerMachine):  # taskfate.client.scaler's pieces in place of Scaler's
+    def parts(self, objects: Any, clock: Any) -> tuple[Any, Any, Any]:  # its confirm timeouts run on the machine's clock
+        manager = ScalerFutureManager(self.deliver, late_result="deliver", cancel_timeout=self.cancel_timeout, object_buffer=objects, clock=clock, timer=False)
+        return TaskManager(), manager, manager.make_future
 
     def expire(self) -> None:
-        self.taskfate.lifecycle.expire()
+        self.manager.lifecycle.expire()
 
 
 # -- adapter ends
