@@ -147,8 +147,8 @@ message_steps = st.lists(
 def test_message_path_and_transitions_agree(policy, size, events):
     """The same agreement through the calls a client really makes: the
     scheduler's answers arrive as messages through ``on_message`` (addressed to
-    a task, or to its group and so to every live member), and the user
-    cancels with ``Future.cancel``. Routing is part of what is checked: a
+    a task, or to its group: a confirm reaches every live member, a result
+    none), and the user cancels with ``Future.cancel``. Routing is part of what is checked: a
     message for a finished task reaches no future and is kept as late."""
     group_id = TaskID.new() if size > 1 else None
     h = Harness(policy, future_class=TracingFuture)
@@ -173,7 +173,12 @@ def test_message_path_and_transitions_agree(policy, size, events):
             target = group_id if to_group and group_id is not None else future.task_id
             msg = message(event, target)
             h.manager.on_message(msg)
-            receivers = [model] if target == future.task_id else [m for m in models]
+            # A result is one task's outcome: addressed to the group it
+            # reaches no member (and is kept as late); a confirm reaches all.
+            if target == future.task_id:
+                receivers = [model]
+            else:
+                receivers = [] if event in RESULTS else list(models)
             receivers = [m for m in receivers if live(m)]
             for receiver in receivers:
                 receiver.trigger(event, msg)
