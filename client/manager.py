@@ -223,6 +223,11 @@ class FutureManager:
         """The live future of ``task_id``, if any."""
         return self.routes.get(task_id)
 
+    def addresses_live(self, task_id: TaskID) -> bool:
+        """Whether a message for ``task_id`` would reach a live future: its
+        own, or (a group's id) a live member's. Never blocks."""
+        return task_id in self.routes or bool(self._groups.get(task_id))
+
     def live_futures(self) -> list[Future]:
         """A snapshot of the live futures."""
         with self.lock:

@@ -24,7 +24,8 @@ moves one fails here, loudly, rather than later and quietly) and pinned by a
 test. Nothing else of Scaler's is replaced or patched. Besides the futures
 and their manager, one piece of the client agent is ours: its task
 bookkeeping (:class:`TaskManager`), which in stock Scaler forgets a task
-whose cancel was refused and then drops the task's result.
+on any cancel confirm, a refused one included, and then drops the task's
+result.
 
 What the boundary maps
 ----------------------
@@ -558,6 +559,12 @@ class ScalerFutureManager(_scaler_mixins.FutureManager):  # type: ignore[misc]
         self._note_thread()
         self.lifecycle.connection_lost(exception)
 
+    def is_live(self, task_id: bytes) -> bool:
+        """Whether a message for ``task_id`` still reaches a live future (its
+        own, or for a graph's id a live member's): what :class:`TaskManager`
+        asks before it stops tracking a task."""
+        return self.lifecycle.addresses_live(TaskID(task_id))
+
     def on_task_result(self, result: Any) -> None:
         self._note_thread()
         try:
@@ -603,17 +610,24 @@ class ScalerFutureManager(_scaler_mixins.FutureManager):  # type: ignore[misc]
 
 
 class TaskManager(_StockTaskManager):  # type: ignore[misc]
-    """Scaler's client-agent task bookkeeping, except that a refused cancel
-    keeps the task.
+    """Scaler's client-agent task bookkeeping, tracking a task for as long
+    as its future is live.
 
     The agent tracks which tasks are still out, and drops any result or
     confirm for a task it no longer tracks before a future sees it. Stock
-    ``ClientTaskManager`` stops tracking a task on *every* cancel confirm,
-    ``cancelFailed`` included; but a refused cancel means the task runs on,
-    and its result, when it comes, was then dropped here, so the future
-    (which the refusal left waiting for that result) waited forever. This
-    class passes a refusal on and keeps tracking the task; every other
-    message is handled as Scaler handles it.
+    ``ClientTaskManager`` stops tracking a task on *every* cancel confirm.
+    But a confirm does not always end the future: a refused cancel
+    (``cancelFailed``) means the task runs on, and a confirm nobody asked
+    for is ignored by the lifecycle. The task's result, when it came, was
+    then dropped here, and the future waited forever; a later cancel of it
+    was dropped too. This class hands every confirm and result for a
+    tracked task to the future manager and stops tracking the task only
+    once no live future is addressed by it (for a graph's id: once the
+    umbrella and every member have ended). Submits and cancels are handled
+    as Scaler handles them.
+
+    It works with a :class:`ScalerFutureManager`, which can say whether a
+    task's future is live (``is_live``).
     """
 
     @classmethod
@@ -624,11 +638,24 @@ class TaskManager(_StockTaskManager):  # type: ignore[misc]
         made._task_ids = stock._task_ids
         return made
 
+    async def on_task_result(self, result: Any) -> None:
+        # Every result reaches the object manager, tracked or not, as in
+        # Scaler: the objects it names must be cleaned up either way.
+        self._object_manager.on_task_result(result)
+        if result.taskId in self._task_ids:
+            self._future_manager.on_task_result(result)
+            self._forget_once_ended(result.taskId)
+
     async def on_task_cancel_confirm(self, task_cancel_confirm: Any) -> None:
-        if _CONFIRM_TYPES.get(task_cancel_confirm.cancelConfirmType) != CancelConfirmType.CANCEL_FAILED:
-            await super().on_task_cancel_confirm(task_cancel_confirm)
-        elif task_cancel_confirm.taskId in self._task_ids:
+        if task_cancel_confirm.taskId in self._task_ids:
             self._future_manager.on_task_cancel_confirm(task_cancel_confirm)
+            self._forget_once_ended(task_cancel_confirm.taskId)
+
+    def _forget_once_ended(self, task_id: bytes) -> None:
+        # A graph's id stays tracked while any member is live: a member's
+        # cancel is sent under it, and the graph's answers arrive under it.
+        if not self._future_manager.is_live(task_id):
+            self._task_ids.discard(task_id)
 
 
 def _adopt_task_manager(agent: Any) -> None:

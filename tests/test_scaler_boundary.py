@@ -429,10 +429,22 @@ def _agent_task_manager(kind):
     async def send(message, **_):
         sent.append(message)
 
-    futures = types.SimpleNamespace(on_task_result=delivered.append, on_task_cancel_confirm=delivered.append)
+    live = set()
+
+    def on_task_cancel_confirm(confirm):
+        delivered.append(confirm)
+        if confirm.cancelConfirmType != capnp.TaskCancelConfirmType.cancelFailed:
+            live.discard(confirm.taskId)  # as the lifecycle does for an asked cancel
+
+    def on_task_result(result):
+        delivered.append(result)
+        live.discard(result.taskId)
+
+    futures = types.SimpleNamespace(on_task_result=on_task_result, on_task_cancel_confirm=on_task_cancel_confirm, is_live=live.__contains__)
     manager = kind()
     manager.register(types.SimpleNamespace(send=send), types.SimpleNamespace(on_task_result=lambda _: None), futures)
     task_id = os.urandom(16)
+    live.add(task_id)
     _run(manager.on_new_task(types.SimpleNamespace(taskId=task_id)))
     return manager, task_id, sent, delivered
 
@@ -513,3 +525,46 @@ def test_a_bridge_without_an_unstarted_agent_is_a_plug_in_error():
         client._bridge = types.SimpleNamespace()
     client._bridge = None
     assert client._bridge is None
+
+
+@pytest.mark.parametrize(
+    "kind", [capnp.TaskCancelConfirmType.cancelNotFound, capnp.TaskCancelConfirmType.cancelFailed], ids=["unasked-not-found", "unasked-refusal"]
+)
+def test_a_confirm_that_leaves_the_future_live_keeps_the_task_tracked_so_its_result_arrives(kind):
+    object_id = os.urandom(32)
+    manager, _ = make_manager(buffer=FakeObjectBuffer({object_id: 7}))
+    agent = tfs.TaskManager()
+
+    async def send(message, **_):
+        pass
+
+    agent.register(types.SimpleNamespace(send=send), types.SimpleNamespace(on_task_result=lambda _: None), manager)
+    future = submit(manager)
+    _run(agent.on_new_task(types.SimpleNamespace(taskId=bytes(future.task_id))))
+    _run(agent.on_task_cancel_confirm(scaler_confirm(future.task_id, kind)))  # nobody asked: the lifecycle ignores it
+    assert future.state == "pending" and manager.is_live(bytes(future.task_id))
+    _run(agent.on_task_result(scaler_result(future, object_id=object_id)))
+    assert future.result(timeout=5) == 7 and not manager.is_live(bytes(future.task_id))
+    assert bytes(future.task_id) not in agent._task_ids
+
+
+def test_a_graphs_id_stays_tracked_while_a_member_is_live():
+    # The umbrella's result ends the umbrella only; a member's cancel is sent
+    # under the graph's id and its answers come under it, so the agent must
+    # keep the id until the last member ends.
+    manager, sent = make_manager()
+    agent = tfs.TaskManager()
+
+    async def send(message, **_):
+        sent.append(message)
+
+    agent.register(types.SimpleNamespace(send=send), types.SimpleNamespace(on_task_result=lambda _: None), manager)
+    graph = os.urandom(16)
+    umbrella, member = submit(manager, group=graph, task_id=graph), submit(manager, group=graph)
+    _run(agent.on_new_graph_task(types.SimpleNamespace(taskId=graph, targets=[bytes(member.task_id)])))
+    _run(agent.on_task_result(scaler_result(umbrella)))
+    assert umbrella.done() and graph in agent._task_ids
+    member.cancel(timeout=0)
+    assert [m.taskId for m in sent if isinstance(m, capnp.TaskCancel)] == [graph]
+    _run(agent.on_task_cancel_confirm(scaler_confirm(graph)))
+    assert member.cancelled() and graph not in agent._task_ids
