@@ -36,8 +36,9 @@ import time
 from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any, Final, NamedTuple, TypeVar
 
+from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, precondition, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, precondition, rule, run_state_machine_as_test
 
 from taskfate.fsm import lifecycle as lc
 from taskfate.fsm.declare import CANCEL, CANCELLED, CLEAR, CLOSE, CONFIRM_TIMEOUT, CONNECTION_LOST, EXCEPTION, GROUP_CANCEL, RESULT
@@ -72,6 +73,7 @@ __all__ = [
     "broken_promise",
     "classify_by",
     "drive",
+    "findings",
     "cancel_confirms",
     "messages",
     "orderings",
@@ -834,6 +836,26 @@ class ClientMachine(RuleBasedStateMachine):
         return self.only_promises is None or promise in self.only_promises
 
     @classmethod
+    def narrowed(
+        cls,
+        *,
+        rules: Collection[str] | None = None,
+        promises: Collection[str] | None = None,
+        events: Collection[str] | None = None,
+    ) -> type[ClientMachine]:
+        """A subclass that runs only ``rules``, checks only ``promises`` and
+        has the scheduler send only ``events`` (``None``: all), for chasing
+        one finding: the rules left out are taken off the subclass, so
+        Hypothesis shrinks in the smaller space."""
+        for what, asked, known in (("rule", rules, _rule_names(cls)), ("promise", promises, set(PROMISES))):
+            unknown = set(asked or ()) - set(known)
+            if unknown:
+                raise ValueError(f"unknown {what}s {sorted(unknown)}; this machine's are {sorted(known)}")
+        namespace = {"only_rules": rules, "only_promises": promises, "only_events": events, "__module__": cls.__module__}
+        made: Any = type(f"{cls.__name__}Narrowed", (cls,), namespace)
+        return made  # type: ignore[no-any-return]
+
+    @classmethod
     def finding(cls, promise: str, event: str) -> type[BrokenPromise]:
         """The :class:`BrokenPromise` this machine raises for ``promise``
         broken after lifecycle ``event``: the scheduler's messages are
@@ -978,7 +1000,9 @@ class ClientMachine(RuleBasedStateMachine):
         timeout = self.wait_timeout
         self._start_call(CANCEL, f"cancel(timeout={timeout}) of task {task_id.hex()}", (task_id,), lambda: self.cancel_blocking(future, timeout))
 
-    @precondition(lambda self: (self.blocking or self._has("expire")) and self._enabled("time_passes"))
+    # Only once a task exists: before, time passing changes nothing checked,
+    # and a shrinker left to delete such steps sometimes cannot.
+    @precondition(lambda self: (self.blocking or self._has("expire")) and bool(self.futures) and self._enabled("time_passes"))
     # Hypothesis shrinks towards the first value: one step past the
     # default confirm timeout, so a shrunk ordering waits once, not six times.
     @rule(seconds=st.sampled_from([6.0, 4.0, 1.0]))
@@ -1234,12 +1258,37 @@ def _drop_rules(cls: type[ClientMachine], kept: Collection[str]) -> None:
     and retry, and those wasted draws stop its shrinker from deleting steps:
     a narrowed search then reports orderings padded with steps that do
     nothing. Off the class, a rule is never drawn."""
-    import hypothesis.stateful as stateful  # the marker Hypothesis reads rules by
-
-    marker = getattr(stateful, "RULE_MARKER", "hypothesis_stateful_rule")
-    for name, member in inspect.getmembers(cls):
-        if getattr(member, marker, None) is not None and name not in kept:
+    for name in _rule_names(cls):
+        if name not in kept:
             setattr(cls, name, None)
 
 
+def _rule_names(cls: type[ClientMachine]) -> set[str]:
+    """The names of ``cls``'s rules, found as Hypothesis finds them."""
+    import hypothesis.stateful as stateful  # the marker it reads rules by
+
+    marker = getattr(stateful, "RULE_MARKER", "hypothesis_stateful_rule")
+    return {name for name, member in inspect.getmembers(cls) if getattr(member, marker, None) is not None}
+
+
 _install_event_rules(ClientMachine)
+
+
+def findings(machine: type[ClientMachine], search: settings | None = None) -> list[BaseException]:
+    """Search ``machine`` under ``search`` (Hypothesis settings; default
+    ones if ``None``) and return what it found, each finding shrunk and
+    reported on its own, or ``[]``.
+
+    One search can break several promises; Hypothesis is told to keep them
+    apart (``report_multiple_bugs``), and the one failure or the group of
+    them it raises is unpacked here, so a caller counts and tells findings
+    apart by their :class:`BrokenPromise` subclasses. An exception that is
+    no promise's (the client's own crash) is returned as it was raised.
+    """
+    try:
+        run_state_machine_as_test(machine, settings=settings(search or settings(deadline=None), report_multiple_bugs=True))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as failure:  # an ExceptionGroup for several findings
+        return list(getattr(failure, "exceptions", [failure]))
+    return []

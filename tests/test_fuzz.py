@@ -8,6 +8,7 @@ so the page cannot drift from what the kit does.
 from __future__ import annotations
 
 import re
+import threading
 import traceback
 import unittest
 from pathlib import Path
@@ -19,7 +20,8 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from taskfate.fsm import lifecycle
 from taskfate.client import FutureManager
-from taskfate.fsm.fuzz import BrokenPromise, ClientMachine, ReferenceClient, Sent, messages, orderings, task_ids
+from taskfate.fsm.declare import CANCEL
+from taskfate.fsm.fuzz import AFTER_A_RESULT, AFTER_AN_ANSWER, BrokenPromise, ClientMachine, ReferenceClient, Sent, findings, messages, orderings, task_ids
 from taskfate.protocol import CancelConfirmType, Task, TaskCancel, TaskCancelConfirm, TaskID, TaskResult, TaskResultType, decode, encode
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "fuzzing.md"
@@ -161,3 +163,62 @@ def test_a_client_that_swallows_its_cancel_requests_is_caught():
         run_state_machine_as_test(Swallowing, settings=_generate_only())
     checks = {frame.name for frame in traceback.extract_tb(failure.value.__traceback__)}
     assert "the_client_sends_what_the_lifecycle_sends" in checks, repr(failure.value)
+
+
+def _search(examples: int = 100) -> settings:
+    return settings(max_examples=examples, stateful_step_count=8, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+
+
+def test_a_narrowed_machine_loses_the_rules_it_leaves_out():
+    narrowed = _ManagerMachine.narrowed(rules={"submit_a_task", "user_cancels"}, promises={"sends"})
+    assert narrowed.time_passes is None and narrowed.client_clears is None
+    assert narrowed.submit_a_task is not None and narrowed.only_promises == {"sends"}
+    assert _ManagerMachine.time_passes is not None  # the machine it came from is untouched
+    with pytest.raises(ValueError, match="unknown rules"):
+        _ManagerMachine.narrowed(rules={"submit_a_tsak"})
+    with pytest.raises(ValueError, match="unknown promises"):
+        _ManagerMachine.narrowed(promises={"sent"})
+
+
+class _TwoBugs(_ManagerMachine):
+    """Swallows its cancel requests and drops every failed result."""
+
+    def make_client(self, send, clock):
+        super().make_client(lambda m: None if isinstance(m, TaskCancel) else send(m), clock)
+
+    def deliver(self, message):
+        if not (isinstance(message, TaskResult) and message.result_type == TaskResultType.FAILED):
+            super().deliver(message)
+
+
+@pytest.mark.timeout(120)
+def test_distinct_bugs_are_distinct_findings_each_shrunk():
+    rules = {"submit_a_task", "user_cancels", "scheduler_sends_a_result"}
+    found = findings(_TwoBugs.narrowed(rules=rules, promises={"sends", "done"}), _search())
+    assert sorted(type(f).__name__ for f in found) == sorted(
+        k.__name__ for k in (_TwoBugs.finding("sends", CANCEL), _TwoBugs.finding("done", lifecycle.RESULT_FAILED))
+    )
+    assert _TwoBugs.finding("done", lifecycle.RESULT_FAILED) is _TwoBugs.finding("done", AFTER_A_RESULT)
+    assert findings(_ManagerMachine.narrowed(rules=rules), _search()) == []
+
+
+class _NeverWakes(_ManagerMachine):
+    """Its blocking cancel sends the request, then waits on something the
+    answer never sets: the client hangs however the scheduler answers."""
+
+    blocking = True
+    hang_seconds = 0.1
+    wait_timeout = 3.0
+
+    def cancel_blocking(self, future, timeout):
+        future.cancel(0)
+        threading.Event().wait(timeout)
+        return future.cancelled()
+
+
+@pytest.mark.timeout(120)
+def test_a_hang_is_a_finding_after_what_should_have_released_it():
+    rules = {"submit_a_task", "a_thread_cancels_and_waits", "scheduler_sends_a_confirm"}
+    found = findings(_NeverWakes.narrowed(rules=rules, promises={"cancel-wait-ends"}), _search(50))
+    assert [type(f) for f in found] == [_NeverWakes.finding("cancel-wait-ends", AFTER_AN_ANSWER)], found
+    assert "state.a_thread_cancels_and_waits" in "\n".join(found[0].__notes__)

@@ -26,11 +26,10 @@ sys.path.insert(0, str(EXAMPLES))
 
 import fuzz_scaler  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
-from hypothesis.stateful import run_state_machine_as_test  # noqa: E402
 
 from taskfate.fsm import lifecycle as lc  # noqa: E402
 from taskfate.fsm.declare import CANCEL, CLEAR  # noqa: E402
-from taskfate.fsm.fuzz import AFTER_A_RESULT, AFTER_AN_ANSWER, BrokenPromise  # noqa: E402
+from taskfate.fsm.fuzz import AFTER_A_RESULT, AFTER_AN_ANSWER, BrokenPromise, findings  # noqa: E402
 
 # -- The orderings, as the rules the machine ran (a task is named by the
 #    order it was submitted in) ---------------------------------------------------
@@ -149,7 +148,7 @@ def _search(
     machine_class: type,
     examples: int,
     *,
-    rules: frozenset[str] = PLAIN_RULES,
+    rules: frozenset[str] | None = PLAIN_RULES,
     promises: frozenset[str] | None = None,
     events: frozenset[str] | None = None,
 ) -> list[BaseException]:
@@ -162,15 +161,9 @@ def _search(
         deadline=None,
         derandomize=True,
         database=None,
-        report_multiple_bugs=True,
         suppress_health_check=list(HealthCheck),
     )
-    narrowed: Any = type("Search", (machine_class,), {"only_rules": rules, "only_promises": promises, "only_events": events})
-    try:
-        run_state_machine_as_test(narrowed, settings=search_settings)
-    except BaseException as failure:  # an ExceptionGroup for several, the failure itself for one
-        return list(getattr(failure, "exceptions", [failure]))
-    return []
+    return findings(machine_class.narrowed(rules=rules, promises=promises, events=events), search_settings)
 
 
 def _steps(failure: BaseException) -> int:

@@ -250,8 +250,10 @@ def test_a_result_addressed_to_a_group_reaches_no_member(h):
     h.manager.on_message(late)
     assert member.state == "pending" and member.history == ()
     assert list(h.manager.late_results) == [late] and h.manager.stats["unknown_task"] == 1
+    assert h.manager.addresses_live(group)  # through its live member
     h.confirm(group, CancelConfirmType.CANCELED)  # a confirm to the group still reaches it
     assert member.state == "cancelled"
+    assert not h.manager.addresses_live(group) and not h.manager.addresses_live(member.task_id)
 
 
 def test_duplicate_task_ids_are_refused(h):
