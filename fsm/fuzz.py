@@ -34,8 +34,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar, cast
 
+import hypothesis.stateful
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, precondition, rule, run_state_machine_as_test
@@ -667,7 +668,9 @@ class ClientMachine(RuleBasedStateMachine):
 
     ``only_events``, ``only_rules`` and ``only_promises`` limit what is
     generated and checked (``None``: everything), for chasing one bug at a
-    time.
+    time; they are read when the class is made, so set them on a subclass
+    (:meth:`narrowed` makes one). A rule whose hook the class lacks is
+    taken off it the same way.
     """
 
     lifecycle: lc.Policy | Lifecycle = lc.DEFAULT_POLICY
@@ -696,8 +699,7 @@ class ClientMachine(RuleBasedStateMachine):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _install_event_rules(cls)
-        if cls.only_rules is not None:
-            _drop_rules(cls, cls.only_rules)
+        _keep_rules(cls)
 
     def __init__(self) -> None:
         super().__init__()
@@ -826,11 +828,25 @@ class ClientMachine(RuleBasedStateMachine):
             return Sent(CANCEL_SENT, message.task_id, force=message.force)
         return None
 
-    def _has(self, hook: str) -> bool:
-        return getattr(type(self), hook) is not getattr(ClientMachine, hook)
+    @classmethod
+    def _has(cls, hook: str) -> bool:
+        return getattr(cls, hook) is not getattr(ClientMachine, hook)
 
-    def _enabled(self, name: str) -> bool:
-        return self.only_rules is None or name in self.only_rules
+    @classmethod
+    def _hooked_rules(cls) -> dict[str, bool]:
+        """The rules that need a hook (or a setting), and whether this class
+        has it. Known when the class is made, so a rule it cannot run is
+        taken off rather than refused step by step."""
+        return {
+            "submit_a_graph": cls._has("submit_graph"),
+            "a_thread_cancels_and_waits": cls.blocking,
+            # A client with no timers of its own is held to the lifecycle's
+            # bounds only if it blocks.
+            "time_passes": cls.blocking or cls._has("expire"),
+            "client_clears": cls._has("clear"),
+            "client_closes": cls._has("close"),
+            "connection_is_lost": cls._has("connection_lost"),
+        }
 
     def _checks(self, promise: str) -> bool:
         return self.only_promises is None or promise in self.only_promises
@@ -852,8 +868,7 @@ class ClientMachine(RuleBasedStateMachine):
             if unknown:
                 raise ValueError(f"unknown {what}s {sorted(unknown)}; this machine's are {sorted(known)}")
         namespace = {"only_rules": rules, "only_promises": promises, "only_events": events, "__module__": cls.__module__}
-        made: Any = type(f"{cls.__name__}Narrowed", (cls,), namespace)
-        return made  # type: ignore[no-any-return]
+        return cast("type[ClientMachine]", type(f"{cls.__name__}Narrowed", (cls,), namespace))
 
     @classmethod
     def finding(cls, promise: str, event: str) -> type[BrokenPromise]:
@@ -887,7 +902,7 @@ class ClientMachine(RuleBasedStateMachine):
         read = (self.read_sent(m) for m in self.outbox[start:])
         return [s for s in read if s is not None and s.kind != CANCEL_SENT]
 
-    @precondition(lambda self: self._enabled("submit_a_task") and self._can_submit())
+    @precondition(lambda self: self._can_submit())
     @rule(target=tasks_bundle, grouped=st.booleans())
     def submit_a_task(self, grouped: bool) -> TaskID:
         group = self.group_id if grouped and not self._has("submit_graph") else None
@@ -907,7 +922,7 @@ class ClientMachine(RuleBasedStateMachine):
         self._watch(task_id, future)
         return task_id
 
-    @precondition(lambda self: self._enabled("submit_a_graph") and self._has("submit_graph") and self._can_submit())
+    @precondition(lambda self: self._can_submit())
     @rule(target=tasks_bundle, size=st.integers(1, 3))
     def submit_a_graph(self, size: int) -> Any:
         wanted = self._new_id()
@@ -967,13 +982,13 @@ class ClientMachine(RuleBasedStateMachine):
     def _send_notice(self, task_id: TaskID, event: str) -> None:
         self._send(task_id, event, self.make_notice(task_id, event))
 
-    @precondition(lambda self: self.last is not None and self._enabled("the_channel_duplicates_the_last_message"))
+    @precondition(lambda self: self.last is not None)
     @rule()
     def the_channel_duplicates_the_last_message(self) -> None:
         assert self.last is not None
         self._send(*self.last)
 
-    @precondition(lambda self: self._enabled("a_heartbeat_arrives") and self.make_heartbeat() is not None)
+    @precondition(lambda self: self.make_heartbeat() is not None)
     @rule()
     def a_heartbeat_arrives(self) -> None:
         self.deliver(self.make_heartbeat())
@@ -984,7 +999,6 @@ class ClientMachine(RuleBasedStateMachine):
         except _TIMEOUTS:
             return False  # its own timeout ran out: not cancelled yet
 
-    @precondition(lambda self: self._enabled("user_cancels"))
     @rule(task_id=tasks_bundle)
     def user_cancels(self, task_id: TaskID) -> None:
         returned = self._cancel_now(self.futures[task_id])
@@ -992,7 +1006,6 @@ class ClientMachine(RuleBasedStateMachine):
         if returned != expected:
             raise self._broken("cancel-returns", CANCEL, f"cancel() returned {returned}; the lifecycle says {self.reference.state(task_id)}")
 
-    @precondition(lambda self: self.blocking and self._enabled("a_thread_cancels_and_waits"))
     @rule(task_id=tasks_bundle)
     def a_thread_cancels_and_waits(self, task_id: TaskID) -> None:
         future = self.futures[task_id]
@@ -1002,7 +1015,7 @@ class ClientMachine(RuleBasedStateMachine):
 
     # Only once a task exists: before, time passing changes nothing checked,
     # and a shrinker left to delete such steps sometimes cannot.
-    @precondition(lambda self: (self.blocking or self._has("expire")) and bool(self.futures) and self._enabled("time_passes"))
+    @precondition(lambda self: bool(self.futures))
     # Hypothesis shrinks towards the first value: one step past the
     # default confirm timeout, so a shrunk ordering waits once, not six times.
     @rule(seconds=st.sampled_from([6.0, 4.0, 1.0]))
@@ -1012,7 +1025,6 @@ class ClientMachine(RuleBasedStateMachine):
         if self._has("expire"):
             self.expire()
 
-    @precondition(lambda self: self._has("clear") and self._enabled("client_clears"))
     @rule()
     def client_clears(self) -> None:
         self.reference.clear()
@@ -1023,7 +1035,7 @@ class ClientMachine(RuleBasedStateMachine):
         waiting = tuple(t for t, f in self.reference.futures.items() if f.state in awaiting)
         self._start_call(CLEAR, "clear()", waiting, self.clear)
 
-    @precondition(lambda self: self._has("close") and len(self.futures) >= 2 and self._enabled("client_closes"))
+    @precondition(lambda self: len(self.futures) >= 2)
     @rule()
     def client_closes(self) -> None:
         self.reference.close()
@@ -1032,7 +1044,6 @@ class ClientMachine(RuleBasedStateMachine):
             return
         self._start_call(CLOSE, "close()", tuple(self.futures), self.close)
 
-    @precondition(lambda self: self._has("connection_lost") and self._enabled("connection_is_lost"))
     @rule()
     def connection_is_lost(self) -> None:
         self.reference.connection_lost()
@@ -1233,17 +1244,14 @@ def _install_event_rules(cls: type[ClientMachine]) -> None:
     results, confirms, notices = pick(life.result_events()), pick(life.confirm_events()), pick(life.notice_events())
     bundle = cls.tasks_bundle
 
-    @precondition(lambda self: self._enabled("scheduler_sends_a_result"))
     @rule(task_id=bundle, event=st.sampled_from(results or [""]))
     def scheduler_sends_a_result(self: ClientMachine, task_id: TaskID, event: str) -> None:
         self._send_result(task_id, event)
 
-    @precondition(lambda self: self._enabled("scheduler_sends_a_confirm"))
     @rule(task_id=bundle, event=st.sampled_from(confirms or [""]), to_group=st.booleans())
     def scheduler_sends_a_confirm(self: ClientMachine, task_id: TaskID, event: str, to_group: bool) -> None:
         self._send_confirm(task_id, event, to_group)
 
-    @precondition(lambda self: self._enabled("scheduler_sends_a_notice"))
     @rule(task_id=bundle, event=st.sampled_from(notices or [""]))
     def scheduler_sends_a_notice(self: ClientMachine, task_id: TaskID, event: str) -> None:
         self._send_notice(task_id, event)
@@ -1252,22 +1260,28 @@ def _install_event_rules(cls: type[ClientMachine]) -> None:
         setattr(cls, made.__name__, made if events else None)
 
 
-def _drop_rules(cls: type[ClientMachine], kept: Collection[str]) -> None:
-    """Take every rule not in ``kept`` off ``cls``. A precondition alone
-    (``_enabled``) would refuse them, but Hypothesis would still draw them
-    and retry, and those wasted draws stop its shrinker from deleting steps:
-    a narrowed search then reports orderings padded with steps that do
-    nothing. Off the class, a rule is never drawn."""
-    for name in _rule_names(cls):
-        if name not in kept:
+def _keep_rules(cls: type[ClientMachine]) -> None:
+    """Leave ``cls`` only the rules it can run and ``only_rules`` names:
+    every other one is taken off, so Hypothesis never draws it, and one a
+    parent class took off for want of a hook this class has is put back.
+    A precondition refusing a rule is not the same: Hypothesis still draws
+    it and draws again, and those wasted draws stop its shrinker from
+    deleting steps, so searches report orderings padded with steps that do
+    nothing."""
+    for name, available in cls._hooked_rules().items():
+        if not available:
+            setattr(cls, name, None)
+        elif getattr(cls, name) is None:
+            setattr(cls, name, getattr(ClientMachine, name))
+    if cls.only_rules is not None:
+        for name in _rule_names(cls) - set(cls.only_rules):
             setattr(cls, name, None)
 
 
 def _rule_names(cls: type[ClientMachine]) -> set[str]:
-    """The names of ``cls``'s rules, found as Hypothesis finds them."""
-    import hypothesis.stateful as stateful  # the marker it reads rules by
-
-    marker = getattr(stateful, "RULE_MARKER", "hypothesis_stateful_rule")
+    """The names of ``cls``'s rules, found as Hypothesis finds them (by the
+    marker its ``@rule`` leaves on a function)."""
+    marker = getattr(hypothesis.stateful, "RULE_MARKER", "hypothesis_stateful_rule")
     return {name for name, member in inspect.getmembers(cls) if getattr(member, marker, None) is not None}
 
 

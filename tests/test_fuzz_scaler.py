@@ -183,7 +183,7 @@ def test_a_search_narrowed_to_the_rules_and_the_promise_finds_it(name: str) -> N
     (promise, _), ordering, _ = FINDINGS[name]
     rules = frozenset(rule for rule, _ in ordering)
     events = frozenset(arguments["event"] for _, arguments in ordering if "event" in arguments) or None
-    failures = _search(StockSearch, 50, rules=rules, promises=frozenset({promise}), events=events)
+    failures = _search(StockSearch, 200, rules=rules, promises=frozenset({promise}), events=events)
     found = {type(failure): failure for failure in failures}
     kind = _finding(name)
     assert kind in found, f"the search did not find {name}; it found {sorted(k.__name__ for k in found)}"
