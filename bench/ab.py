@@ -52,10 +52,11 @@ class _TreeFinder:
         return importlib.util.spec_from_file_location(name, init, submodule_search_locations=[directory])
 
 
-def load(tree: str) -> ModuleType:
-    """``tree``'s ``bench/lifecycle.py``, importing ``tree``'s taskfate.
+def load(tree: str) -> tuple[ModuleType, dict[str, ModuleType]]:
+    """``tree``'s ``bench/lifecycle.py``, importing ``tree``'s taskfate, and
+    the modules that import put in ``sys.modules``.
 
-    The modules it imported are kept on it as ``_modules``: the runtime
+    Those modules are returned because the runtime
     imports some names when it first builds a lifecycle's steps, not at
     import, and a tree that found the last-loaded tree's ``Future`` there
     took its general step instead of its fast path (about 15% slower, for
@@ -72,8 +73,7 @@ def load(tree: str) -> ModuleType:
     finally:
         sys.meta_path.remove(finder)
         sys.path.remove(bench)
-    module._modules = {name: sys.modules[name] for name in _ours()}
-    return module
+    return module, {name: sys.modules[name] for name in _ours()}
 
 
 def _ours() -> list[str]:
@@ -89,18 +89,20 @@ def main() -> None:
     parser.add_argument("--running", action="store_true", help="run the lifecycle with a running state (TaskStarted delivered)")
     args = parser.parse_args()
     benches: dict[str, ModuleType] = {}
+    modules: dict[str, dict[str, ModuleType]] = {}
     for pair in args.trees:
         name, _, tree = pair.partition("=")
-        bench = load(tree)
+        bench, modules[name] = load(tree)
         if args.running:
-            bench.LIFECYCLE, bench.STARTED = bench.get_lifecycle("cancel", started=True), True
+            setattr(bench, "LIFECYCLE", bench.get_lifecycle("cancel", started=True))
+            setattr(bench, "STARTED", True)
         benches[name] = bench
     baseline = next(iter(benches.values()))
     for label, bare_name, ours_name in (
         ("full lifecycle", "bare_lifecycle", "taskfate_lifecycle"),
         ("cancelled lifecycle", "bare_cancelled", "taskfate_cancelled"),
     ):
-        samples: dict[str, list[float]] = {"bare": []} | {name: [] for name in benches}
+        samples: dict[str, list[float]] = {name: [] for name in ["bare", *benches]}
         for round_number in range(args.rounds):
             order = list(benches.items())
             if round_number % 2:
@@ -108,7 +110,7 @@ def main() -> None:
             gc.collect()
             samples["bare"].append(getattr(baseline, bare_name)(args.n) / args.n)
             for name, bench in order:
-                sys.modules.update(bench._modules)
+                sys.modules.update(modules[name])
                 gc.collect()
                 samples[name].append(getattr(bench, ours_name)(args.n) / args.n)
         ratios = "   ".join(
