@@ -33,7 +33,7 @@ import pickle
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Final, NamedTuple, TypeVar, cast
 
 import hypothesis.stateful
@@ -180,6 +180,7 @@ PROMISES: Final[dict[str, str]] = {
     "one-task-per-submit": "a submit sends one task (a graph submit: one graph naming its members), in the group asked for",
     "done": "done() is True exactly when the lifecycle has ended the future",
     "cancelled": "cancelled() is True exactly when the future ended with the cancelled outcome",
+    "running": "running() is True exactly in the states the lifecycle tags running (held only by a lifecycle that tags one)",
     "result": "result() returns the value the scheduler sent",
     "exception": "exception() is the task's own error once the future ended failed",
     "cancel-returns": "cancel() returns whether the future is now cancelled",
@@ -787,31 +788,43 @@ class ClientMachine(RuleBasedStateMachine):
         """The scheduler's message that fires result ``event`` for
         ``task_id`` and carries ``value`` (an exception instance for a
         failure; ``None`` for a graph's umbrella, whose outcome is the whole
-        graph's). The default builds a taskfate ``TaskResult``."""
-        kind = _RESULT_TYPES.get(event)
-        if kind is None:
-            raise NotImplementedError(f"override make_result: no taskfate TaskResult fires {event!r}")
-        payload = b"worker lost" if kind == TaskResultType.WORKER_DIED else b"" if value is None else self.encode(value)
-        return TaskResult(task_id, kind, payload)
+        graph's). The default builds the taskfate ``TaskResult`` that the
+        lifecycle's classifier says fires ``event``, so a lifecycle that names
+        taskfate's messages its own way needs no override."""
+        payload = b"" if value is None else self.encode(value)
+        candidates = (TaskResult(task_id, kind, b"worker lost" if kind == TaskResultType.WORKER_DIED else payload) for kind in TaskResultType)
+        return self._taskfate_message("make_result", event, candidates)
 
     def make_confirm(self, task_id: TaskID, event: str) -> Any:
         """The scheduler's answer to a cancel that fires ``event``, addressed
         to ``task_id`` (a task or a group). The default builds it with the
         lifecycle's :func:`classify_by` classifier if that was given the id
-        field's name, and a taskfate ``TaskCancelConfirm`` otherwise."""
+        field's name, and otherwise the taskfate ``TaskCancelConfirm`` the
+        classifier says fires ``event``."""
         classify = self.reference.lifecycle.messages
         if isinstance(classify, MessageKinds) and classify.task_id is not None:
             return classify.build(event, task_id)
-        kind = _CONFIRM_TYPES.get(event)
-        if kind is None:
-            raise NotImplementedError(f"override make_confirm: no taskfate TaskCancelConfirm fires {event!r}")
-        return TaskCancelConfirm(task_id, kind)
+        return self._taskfate_message("make_confirm", event, (TaskCancelConfirm(task_id, kind) for kind in CancelConfirmType))
 
     def make_notice(self, task_id: TaskID, event: str) -> Any:
-        """Any other peer message the lifecycle declares (a started notice)."""
-        if event == lc.STARTED:
-            return TaskStarted(task_id)
-        raise NotImplementedError(f"override make_notice to build a message that fires {event!r}")
+        """Any other peer message the lifecycle declares: by default a
+        taskfate ``TaskStarted`` if the classifier says it fires ``event``
+        (a message of the library's own needs an override)."""
+        return self._taskfate_message("make_notice", event, [TaskStarted(task_id)])
+
+    def _taskfate_message(self, hook: str, event: str, candidates: Iterable[Any]) -> Any:
+        """The first of taskfate's ``candidates`` that the lifecycle's
+        classifier says fires ``event``: the defaults ask the declaration
+        rather than assume the stock event names."""
+        classify = self.reference.lifecycle.messages
+        for message in candidates:
+            try:
+                fires = classify(message)
+            except Exception:  # a classifier that cannot read a message of ours: it fires nothing
+                continue
+            if fires == event:
+                return message
+        raise NotImplementedError(f"override {hook}: no taskfate message fires {event!r} to this lifecycle's classifier")
 
     def make_heartbeat(self) -> Any:
         """A message that is for no future (``None``: the rule is never run).
@@ -1153,6 +1166,10 @@ class ClientMachine(RuleBasedStateMachine):
             cancelled = future.cancelled()
             if cancelled != (outcome == CANCELLED) and self._checks("cancelled"):
                 raise self._broken("cancelled", event, f"{where}, but cancelled() is {cancelled}")
+            if life.running and self._checks("running"):
+                running = future.running()
+                if running != (state in life.running):
+                    raise self._broken("running", event, f"{where}, but running() is {running}")
             if outcome == RESULT and self._checks("result"):
                 self._check_result(task_id, future, expected, event, where)
             elif outcome == EXCEPTION and self._checks("exception"):
@@ -1222,12 +1239,6 @@ def _describe(counts: collections.Counter[tuple[object, ...]]) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
-_RESULT_TYPES: Final[dict[str, TaskResultType]] = {
-    event: TaskResultType(kind) for (message_type, kind), event in lc.MESSAGE_EVENTS.items() if message_type is TaskResult
-}
-_CONFIRM_TYPES: Final[dict[str, CancelConfirmType]] = {
-    event: CancelConfirmType(kind) for (message_type, kind), event in lc.MESSAGE_EVENTS.items() if message_type is TaskCancelConfirm
-}
 
 
 def _install_event_rules(cls: type[ClientMachine]) -> None:

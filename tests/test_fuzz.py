@@ -20,9 +20,11 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from taskfate.fsm import lifecycle
 from taskfate.client import FutureManager
-from taskfate.fsm.declare import CANCEL
+from taskfate.fsm.declare import CANCEL, Lifecycle
 from taskfate.fsm.fuzz import AFTER_A_RESULT, AFTER_AN_ANSWER, BrokenPromise, ClientMachine, ReferenceClient, Sent, findings, messages, orderings, task_ids
 from taskfate.protocol import CancelConfirmType, Task, TaskCancel, TaskCancelConfirm, TaskID, TaskResult, TaskResultType, decode, encode
+
+import pulse_lifecycle as pulse  # docs/examples, on the test path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "fuzzing.md"
 
@@ -127,7 +129,8 @@ class _ManagerMachine(ClientMachine):
     """The kit pointed at a bare FutureManager, every optional hook enabled."""
 
     def make_client(self, send, clock):
-        self.manager = FutureManager(send, late_result=self.lifecycle, clock=clock, timer=False, cancel_timeout=self.cancel_timeout)
+        chosen = {"lifecycle": self.lifecycle} if isinstance(self.lifecycle, Lifecycle) else {"late_result": self.lifecycle}
+        self.manager = FutureManager(send, **chosen, clock=clock, timer=False, cancel_timeout=self.cancel_timeout)
 
     def submit(self, task):
         return self.manager.submit(task)
@@ -149,12 +152,11 @@ class _ManagerMachine(ClientMachine):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("policy", lifecycle.POLICIES)
+@pytest.mark.parametrize("policy", [*lifecycle.POLICIES, *lifecycle.STARTED_LIFECYCLES.values()], ids=lambda p: getattr(p, "name", p))
 def test_the_manager_itself_agrees_with_the_reference(policy):
-    class OnPolicy(_ManagerMachine):
-        pass
-
-    OnPolicy.lifecycle = policy
+    """On every stock lifecycle, with and without the running state (whose
+    ``TaskStarted`` notices the machine sends, and whose ``running()`` it holds)."""
+    OnPolicy = type("OnPolicy", (_ManagerMachine,), {"lifecycle": policy})
     run_state_machine_as_test(OnPolicy, settings=settings(max_examples=100, deadline=None))
 
 
@@ -239,3 +241,71 @@ def test_a_hang_is_a_finding_after_what_should_have_released_it():
     found = findings(_NeverWakes.narrowed(rules=rules, promises={"cancel-wait-ends"}), _search(50))
     assert [type(f) for f in found] == [_NeverWakes.finding("cancel-wait-ends", AFTER_AN_ANSWER)], found
     assert "state.a_thread_cancels_and_waits" in "\n".join(found[0].__notes__)
+
+
+class _PulseMachine(ClientMachine):
+    """The kit on pulse, the docs' own-lifecycle library: its event names,
+    a running state, and a message of its own (``Progress``), built by the
+    one hook it needs; the rest of its messages are taskfate's and the
+    defaults find them through pulse's classifier."""
+
+    lifecycle = pulse.LIFECYCLE
+    blocking = True
+    hang_seconds = 0.5
+    future_class: type = pulse.PulseFuture
+
+    def make_client(self, send, clock):
+        self.manager = FutureManager(
+            send, lifecycle=pulse.LIFECYCLE, future_class=self.future_class, clock=clock, timer=False, cancel_timeout=self.cancel_timeout
+        )
+
+    def submit(self, task):
+        return self.manager.submit(task)
+
+    def deliver(self, message):
+        self.manager.on_message(message)
+
+    def make_notice(self, task_id, event):
+        return pulse.Progress(task_id, 50) if event == "progress" else super().make_notice(task_id, event)
+
+    def clear(self):
+        self.manager.clear()
+
+    def close(self):
+        self.manager.close()
+
+    def connection_lost(self):
+        self.manager.connection_lost()
+
+    def expire(self):
+        self.manager.expire()
+
+
+@pytest.mark.timeout(120)
+def test_the_kit_holds_a_libraries_own_lifecycle():
+    machine = _PulseMachine()
+    tid = TaskID(b"\x07" * 16)
+    assert machine.make_result(tid, "succeeded", 1).result_type == TaskResultType.SUCCESS
+    assert machine.make_confirm(tid, "cancel_refused").confirm_type == CancelConfirmType.CANCEL_FAILED
+    with pytest.raises(NotImplementedError, match="make_notice"):
+        ClientMachine.make_notice(machine, tid, "progress")  # pulse's own message: only its hook builds it
+    machine.teardown()
+    run_state_machine_as_test(_PulseMachine, settings=settings(max_examples=100, stateful_step_count=20, deadline=None))
+
+
+class _StandingStill(pulse.PulseFuture):
+    """A future that never says it is running."""
+
+    __slots__ = ()
+
+    def running(self) -> bool:
+        return False
+
+
+@pytest.mark.timeout(120)
+def test_a_future_that_hides_its_running_state_is_a_finding():
+    machine = _PulseMachine.narrowed(rules={"submit_a_task", "scheduler_sends_a_notice"}, promises={"running"})
+    machine.future_class = _StandingStill
+    found = findings(machine, _search(50))
+    assert [type(f) for f in found] == [_PulseMachine.finding("running", "started")], found
+    assert _PulseMachine.finding("running", "started") is _PulseMachine.finding("running", "progress")  # both are "a notice"

@@ -13,6 +13,12 @@ with an umbrella future, as Scaler's ``Client.get`` does.
 Scaler adapter (``taskfate.client.scaler``): its future manager, its futures
 and its client-agent task bookkeeping in place of Scaler's.
 
+The reference is the stock lifecycle, which tags no state ``running``, so
+``running()`` is not held: Scaler's futures say True while a cancel is
+asked and the adapter's say False (``docs/scaler.md`` gives both), and a
+reference that tagged it would report that choice at the first cancel of
+every ordering, ahead of every hang.
+
 There is no ``close`` hook: Scaler's ``disconnect()`` begins with the very
 cancel-and-wait that ``clear()`` is, which the clear rule holds to the
 lifecycle's bound, and ends by stopping the client agent, which the
@@ -35,7 +41,7 @@ from scaler.client.agent.task_manager import ClientTaskManager
 from scaler.client.future import ScalerFuture
 from scaler.protocol.capnp import GraphTask, Task, TaskCancel, TaskCancelConfirm, TaskCancelConfirmType as C, TaskResult, TaskResultType as R
 
-from taskfate.client.scaler import ScalerFutureManager, TaskManager, scaler_declaration
+from taskfate.client.scaler import ScalerFutureManager, TaskManager
 from taskfate.fsm import declare, lifecycle as lc
 from taskfate.fsm.fuzz import CANCEL_SENT, GRAPH_SENT, TASK_SENT, ClientMachine, Sent, as_coroutine, classify_by, drive
 
@@ -48,7 +54,7 @@ task = functools.partial(Task, source=b"", metadata=b"", funcObjectId=b"", funct
 
 class ScalerMachine(ClientMachine):
     messages = classify_by((TaskResult, "resultType", RESULTS), (TaskCancelConfirm, "cancelConfirmType", CONFIRMS), task_id="taskId")
-    lifecycle = declare(scaler_declaration("deliver"), messages=messages, name="scaler")  # a result racing a cancel wins
+    lifecycle = declare(lc.declaration("deliver"), messages=messages, name="scaler")  # a result racing a cancel wins; no running tag
     blocking = True  # Scaler's cancel(), clear() and disconnect() block; its futures have no timer
 
     def make_client(self, send: Any, clock: Any) -> None:
