@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
 from taskfate.fsm import lifecycle
-from taskfate.client import FutureManager
+from taskfate.client import Future, FutureManager
 from taskfate.fsm.declare import CANCEL, Lifecycle
 from taskfate.fsm.fuzz import AFTER_A_RESULT, AFTER_AN_ANSWER, BrokenPromise, ClientMachine, ReferenceClient, Sent, findings, messages, orderings, task_ids
 from taskfate.protocol import CancelConfirmType, Task, TaskCancel, TaskCancelConfirm, TaskID, TaskResult, TaskResultType, decode, encode
@@ -128,9 +128,11 @@ def test_the_documented_routing_bug_is_found():
 class _ManagerMachine(ClientMachine):
     """The kit pointed at a bare FutureManager, every optional hook enabled."""
 
+    future_class: type = Future
+
     def make_client(self, send, clock):
         chosen = {"lifecycle": self.lifecycle} if isinstance(self.lifecycle, Lifecycle) else {"late_result": self.lifecycle}
-        self.manager = FutureManager(send, **chosen, clock=clock, timer=False, cancel_timeout=self.cancel_timeout)
+        self.manager = FutureManager(send, **chosen, future_class=self.future_class, clock=clock, timer=False, cancel_timeout=self.cancel_timeout)
 
     def submit(self, task):
         return self.manager.submit(task)
@@ -243,42 +245,19 @@ def test_a_hang_is_a_finding_after_what_should_have_released_it():
     assert "state.a_thread_cancels_and_waits" in "\n".join(found[0].__notes__)
 
 
-class _PulseMachine(ClientMachine):
+class _PulseMachine(_ManagerMachine):
     """The kit on pulse, the docs' own-lifecycle library: its event names,
     a running state, and a message of its own (``Progress``), built by the
     one hook it needs; the rest of its messages are taskfate's and the
     defaults find them through pulse's classifier."""
 
     lifecycle = pulse.LIFECYCLE
+    future_class = pulse.PulseFuture
     blocking = True
     hang_seconds = 0.5
-    future_class: type = pulse.PulseFuture
-
-    def make_client(self, send, clock):
-        self.manager = FutureManager(
-            send, lifecycle=pulse.LIFECYCLE, future_class=self.future_class, clock=clock, timer=False, cancel_timeout=self.cancel_timeout
-        )
-
-    def submit(self, task):
-        return self.manager.submit(task)
-
-    def deliver(self, message):
-        self.manager.on_message(message)
 
     def make_notice(self, task_id, event):
         return pulse.Progress(task_id, 50) if event == "progress" else super().make_notice(task_id, event)
-
-    def clear(self):
-        self.manager.clear()
-
-    def close(self):
-        self.manager.close()
-
-    def connection_lost(self):
-        self.manager.connection_lost()
-
-    def expire(self):
-        self.manager.expire()
 
 
 @pytest.mark.timeout(120)
