@@ -21,7 +21,8 @@ gives such a library the same tools taskfate's own tests use:
   your futures and your outgoing messages agree with the reference.
 
 ``docs/fuzzing.md`` walks through a complete example. This module imports
-Hypothesis (install the ``fuzz`` extra); it does no I/O and starts no thread.
+Hypothesis (install the ``fuzz`` extra); it does no I/O, and starts threads
+only for a machine with ``blocking = True`` (one per blocking call it makes).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import inspect
+import logging
 import pickle
 import sys
 import threading
@@ -39,6 +41,7 @@ from typing import Any, Final, NamedTuple, TypeVar, cast
 import hypothesis.stateful
 from hypothesis import settings
 from hypothesis import strategies as st
+from hypothesis.errors import FailedHealthCheck, InvalidArgument, InvalidDefinition, Unsatisfiable
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, precondition, rule, run_state_machine_as_test
 
 from taskfate.fsm import lifecycle as lc
@@ -60,9 +63,14 @@ from taskfate.protocol import (
 
 __all__ = [
     "AFTER_AN_ANSWER",
+    "AFTER_A_HEARTBEAT",
     "AFTER_A_NOTICE",
     "AFTER_A_RESULT",
+    "AFTER_TIME_PASSES",
+    "CANCEL_SENT",
+    "GRAPH_SENT",
     "PROMISES",
+    "TASK_SENT",
     "BrokenPromise",
     "ClientMachine",
     "FakeClock",
@@ -85,6 +93,8 @@ __all__ = [
     "task_results",
     "tasks",
 ]
+
+_log = logging.getLogger(__name__)
 
 # -- Strategies ------------------------------------------------------------------
 
@@ -200,6 +210,9 @@ PROMISES: Final[dict[str, str]] = {
 AFTER_A_RESULT: Final = "a result"
 AFTER_AN_ANSWER: Final = "an answer"
 AFTER_A_NOTICE: Final = "a notice"
+#: The two steps that are no lifecycle event, as findings name them.
+AFTER_A_HEARTBEAT: Final = "a heartbeat"
+AFTER_TIME_PASSES: Final = "time passing"
 
 
 class BrokenPromise(AssertionError):
@@ -209,10 +222,14 @@ class BrokenPromise(AssertionError):
     lifecycle event that ended the future, released the wait or asked for
     the message, with the scheduler's messages grouped by kind
     (:data:`AFTER_A_RESULT`, :data:`AFTER_AN_ANSWER`, :data:`AFTER_A_NOTICE`;
-    :meth:`ClientMachine.finding` does the grouping). Each ``(promise,
-    event)`` pair is its own subclass, made once, so Hypothesis reports and
-    shrinks each pair as a separate failure even though they are raised from
-    one place.
+    :meth:`ClientMachine.finding` does the grouping). A promise broken at a
+    step that moved the future not at all (the lifecycle ignores that
+    message for it, or time passed with nothing due) is reported after the
+    step, marked so: "after an answer the lifecycle ignores" is a client
+    acting on an answer it should not have, a bug apart from mishandling
+    one it should. Each ``(promise, event)`` pair is its own subclass, made
+    once, so Hypothesis reports and shrinks each pair as a separate failure
+    even though they are raised from one place.
     """
 
     promise: str = ""
@@ -451,6 +468,30 @@ def _lifecycle(lifecycle: lc.Policy | Lifecycle) -> Lifecycle:
     return lifecycle if isinstance(lifecycle, Lifecycle) else get_lifecycle(lifecycle)
 
 
+#: The classifiers that read taskfate's own messages, heartbeats included.
+_TASKFATE_CLASSIFIERS: Final = (lc.stock_messages, lc.started_messages)
+
+
+def _fires(classify: Callable[[Any], str | None], message: object) -> str | None:
+    """The event ``classify`` says ``message`` (one of taskfate's) fires."""
+    try:
+        return classify(message)
+    except Exception:  # a classifier that cannot read a message of ours: it fires nothing
+        return None
+
+
+def _valueless(lifecycle: Lifecycle) -> frozenset[str]:
+    """The result events whose message carries no value of the task's: the
+    stock worker-died event, and one that only a taskfate ``WORKER_DIED``
+    result fires to ``lifecycle``'s classifier (one that a failure fires
+    too carries the failure's value when the machine builds it)."""
+    probe = TaskID(bytes(16))
+    fired = {kind: _fires(lifecycle.messages, TaskResult(probe, kind, b"")) for kind in TaskResultType}
+    died = fired.pop(TaskResultType.WORKER_DIED)
+    only_died = {died} if died is not None and died not in fired.values() else set()
+    return frozenset({lc.RESULT_WORKER_DIED, *only_died})
+
+
 class ReferenceClient:
     """The declared lifecycle, executed for many tasks, with the manager's
     routing and nothing else: the yardstick :class:`ClientMachine` holds a
@@ -631,6 +672,8 @@ def _parked(thread: threading.Thread) -> bool:
 
 _CONDITION_WAIT: Final = threading.Condition.wait.__code__
 _TIMEOUTS: Final = (TimeoutError, concurrent.futures.TimeoutError)
+#: What Hypothesis raises for a search that cannot run, as against a failure.
+_SEARCH_ERRORS: Final = (InvalidArgument, InvalidDefinition, Unsatisfiable, FailedHealthCheck)
 
 
 def _settle(thread: threading.Thread, limit: float) -> None:
@@ -693,7 +736,9 @@ class ClientMachine(RuleBasedStateMachine):
     only_promises: Collection[str] | None = None
     #: Result events whose message carries no value of the task's (a dead
     #: worker): the error is checked to exist, not to be the one sent.
-    valueless_results: Collection[str] = frozenset({lc.RESULT_WORKER_DIED})
+    #: ``None``: the stock worker-died event, and any event that only a
+    #: taskfate ``WORKER_DIED`` result fires to the lifecycle's classifier.
+    valueless_results: Collection[str] | None = None
 
     tasks_bundle: Bundle[TaskID] = Bundle("tasks")
 
@@ -708,6 +753,7 @@ class ClientMachine(RuleBasedStateMachine):
         self.outbox: list[Any] = []
         self.reference = ReferenceClient(self.lifecycle, self.cancel_timeout)
         self.reference.now = self.clock.now
+        self._valueless = frozenset(self.valueless_results) if self.valueless_results is not None else _valueless(self.reference.lifecycle)
         self.group_id = TaskID(b"\x01" * 16)
         self.futures: dict[TaskID, Any] = {}
         self.umbrellas: set[TaskID] = set()
@@ -716,6 +762,12 @@ class ClientMachine(RuleBasedStateMachine):
         self.last: tuple[TaskID, str, object, object] | None = None
         self.serial = 0
         self.steps = 0
+        #: What the current step is, by kind (for a finding the lifecycle
+        #: ignored), and each future's history length when it began.
+        self.doing = "submit"
+        self._seen: dict[TaskID, int] = {}
+        #: Blocked calls no promise judges any more, released at teardown.
+        self._abandoned: list[_Call] = []
         self._values: dict[int, tuple[object, object]] = {}
         self._read: list[Sent] = []
         self._read_upto = 0
@@ -818,11 +870,7 @@ class ClientMachine(RuleBasedStateMachine):
         rather than assume the stock event names."""
         classify = self.reference.lifecycle.messages
         for message in candidates:
-            try:
-                fires = classify(message)
-            except Exception:  # a classifier that cannot read a message of ours: it fires nothing
-                continue
-            if fires == event:
+            if _fires(classify, message) == event:
                 return message
         raise NotImplementedError(f"override {hook}: no taskfate message fires {event!r} to this lifecycle's classifier")
 
@@ -830,7 +878,7 @@ class ClientMachine(RuleBasedStateMachine):
         """A message that is for no future (``None``: the rule is never run).
         The default is taskfate's ``Heartbeat`` for taskfate's classifiers."""
         classify = self.reference.lifecycle.messages
-        return Heartbeat() if classify in (lc.stock_messages, lc.started_messages) else None
+        return Heartbeat() if classify in _TASKFATE_CLASSIFIERS else None
 
     def read_sent(self, message: Any) -> Sent | None:
         """What an outgoing message is, as a :class:`Sent` (``None``: not a
@@ -859,6 +907,7 @@ class ClientMachine(RuleBasedStateMachine):
             "client_clears": cls._has("clear"),
             "client_closes": cls._has("close"),
             "connection_is_lost": cls._has("connection_lost"),
+            "a_heartbeat_arrives": cls._has("make_heartbeat") or _lifecycle(cls.lifecycle).messages in _TASKFATE_CLASSIFIERS,
         }
 
     def _checks(self, promise: str) -> bool:
@@ -876,7 +925,8 @@ class ClientMachine(RuleBasedStateMachine):
         has the scheduler send only ``events`` (``None``: all), for chasing
         one finding: the rules left out are taken off the subclass, so
         Hypothesis shrinks in the smaller space."""
-        for what, asked, known in (("rule", rules, _rule_names(cls)), ("promise", promises, set(PROMISES))):
+        peer_events = set(_lifecycle(cls.lifecycle).peer_events)
+        for what, asked, known in (("rule", rules, _rule_names(cls)), ("promise", promises, set(PROMISES)), ("event", events, peer_events)):
             unknown = set(asked or ()) - set(known)
             if unknown:
                 raise ValueError(f"unknown {what}s {sorted(unknown)}; this machine's are {sorted(known)}")
@@ -884,23 +934,43 @@ class ClientMachine(RuleBasedStateMachine):
         return cast("type[ClientMachine]", type(f"{cls.__name__}Narrowed", (cls,), namespace))
 
     @classmethod
-    def finding(cls, promise: str, event: str) -> type[BrokenPromise]:
+    def finding(cls, promise: str, event: str, *, ignored: bool = False) -> type[BrokenPromise]:
         """The :class:`BrokenPromise` this machine raises for ``promise``
         broken after lifecycle ``event``: the scheduler's messages are
         grouped by kind, so a result of any type is :data:`AFTER_A_RESULT`
-        and an answer to a cancel of any type is :data:`AFTER_AN_ANSWER`."""
+        and an answer to a cancel of any type is :data:`AFTER_AN_ANSWER`.
+        ``ignored``: broken at a step of that kind that moved the future
+        not at all (``event`` may then be :data:`AFTER_A_HEARTBEAT` or
+        :data:`AFTER_TIME_PASSES` too)."""
+        kind = cls._kind(event)
+        return broken_promise(promise, f"{kind} the lifecycle ignores" if ignored else kind)
+
+    @classmethod
+    def _kind(cls, event: str) -> str:
         life = _lifecycle(cls.lifecycle)
         if event in life.result_events():
-            event = AFTER_A_RESULT
-        elif event in life.confirm_events():
-            event = AFTER_AN_ANSWER
-        elif event in life.notice_events():
-            event = AFTER_A_NOTICE
-        return broken_promise(promise, event)
+            return AFTER_A_RESULT
+        if event in life.confirm_events():
+            return AFTER_AN_ANSWER
+        if event in life.notice_events():
+            return AFTER_A_NOTICE
+        return event
 
-    def _broken(self, promise: str, event: str, detail: str) -> BrokenPromise:
-        kind = self.finding(promise, event)
-        return kind(f"{promise} ({PROMISES[promise]}), after {event}: {detail}")
+    def _broken(self, promise: str, event: str, detail: str, ignored: bool = False) -> BrokenPromise:
+        kind = self.finding(promise, event, ignored=ignored)
+        return kind(f"{promise} ({PROMISES[promise]}), after {kind.event}: {detail}")
+
+    def _after(self, task_id: TaskID) -> tuple[str, bool]:
+        """What a promise about ``task_id`` broke after, and whether the
+        lifecycle ignored it: the event that last moved the future in this
+        step, or this step's own kind if it moved the future not at all."""
+        history = self.reference.futures[task_id].history
+        seen = self._seen.get(task_id)
+        if seen is None:
+            return "submit", False  # submitted in this step
+        if len(history) > seen:
+            return history[-1], False
+        return self.doing, True
 
     # -- Rules ------------------------------------------------------------------------
 
@@ -918,6 +988,7 @@ class ClientMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._can_submit())
     @rule(target=tasks_bundle, grouped=st.booleans())
     def submit_a_task(self, grouped: bool) -> TaskID:
+        self.doing = "submit"
         group = self.group_id if grouped and not self._has("submit_graph") else None
         wanted = Task(self._new_id(), self.encode(("task", self.serial)), group)
         already = len(self.outbox)
@@ -938,6 +1009,7 @@ class ClientMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._can_submit())
     @rule(target=tasks_bundle, size=st.integers(1, 3))
     def submit_a_graph(self, size: int) -> Any:
+        self.doing = "submit"
         wanted = self._new_id()
         already = len(self.outbox)
         umbrella, members = self.submit_graph(wanted, [self._new_id() for _ in range(size)])
@@ -980,6 +1052,7 @@ class ClientMachine(RuleBasedStateMachine):
             raise TypeError(f"the message built for {event!r} is {got!r} to the lifecycle's classifier: {message!r}")
         self._values[id(message)] = (message, value)
         self.last = (task_id, event, message, value)
+        self.doing = self._kind(event)
         self.reference.deliver(task_id, event, message)
         self.deliver(message)
 
@@ -1004,6 +1077,7 @@ class ClientMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.make_heartbeat() is not None)
     @rule()
     def a_heartbeat_arrives(self) -> None:
+        self.doing = AFTER_A_HEARTBEAT
         self.deliver(self.make_heartbeat())
 
     def _cancel_now(self, future: Any) -> bool:
@@ -1014,6 +1088,7 @@ class ClientMachine(RuleBasedStateMachine):
 
     @rule(task_id=tasks_bundle)
     def user_cancels(self, task_id: TaskID) -> None:
+        self.doing = CANCEL
         returned = self._cancel_now(self.futures[task_id])
         expected = self.reference.cancel(task_id)
         if returned != expected:
@@ -1021,18 +1096,16 @@ class ClientMachine(RuleBasedStateMachine):
 
     @rule(task_id=tasks_bundle)
     def a_thread_cancels_and_waits(self, task_id: TaskID) -> None:
+        self.doing = CANCEL
         future = self.futures[task_id]
         self.reference.cancel(task_id)
         timeout = self.wait_timeout
         self._start_call(CANCEL, f"cancel(timeout={timeout}) of task {task_id.hex()}", (task_id,), lambda: self.cancel_blocking(future, timeout))
 
-    # Only once a task exists: before, time passing changes nothing checked,
-    # and a shrinker left to delete such steps sometimes cannot.
-    @precondition(lambda self: bool(self.futures))
-    # Hypothesis shrinks towards the first value: one step past the
-    # default confirm timeout, so a shrunk ordering waits once, not six times.
-    @rule(seconds=st.sampled_from([6.0, 4.0, 1.0]))
-    def time_passes(self, seconds: float) -> None:
+    def _time_passes(self, seconds: float) -> None:
+        """The ``time_passes`` rule's body (the rule is made per class, its
+        steps scaled to the class's ``cancel_timeout``)."""
+        self.doing = AFTER_TIME_PASSES
         self.clock.now += seconds
         self.reference.advance(seconds)
         if self._has("expire"):
@@ -1040,6 +1113,7 @@ class ClientMachine(RuleBasedStateMachine):
 
     @rule()
     def client_clears(self) -> None:
+        self.doing = CLEAR
         self.reference.clear()
         if not self.blocking:
             self.clear()
@@ -1048,9 +1122,12 @@ class ClientMachine(RuleBasedStateMachine):
         waiting = tuple(t for t, f in self.reference.futures.items() if f.state in awaiting)
         self._start_call(CLEAR, "clear()", waiting, self.clear)
 
-    @precondition(lambda self: len(self.futures) >= 2)
+    # Once a task exists: a close before is the trivial case, and it ends
+    # what a run can do (nothing is submitted after it).
+    @precondition(lambda self: bool(self.futures))
     @rule()
     def client_closes(self) -> None:
+        self.doing = CLOSE
         self.reference.close()
         if not self.blocking:
             self.close()
@@ -1059,6 +1136,7 @@ class ClientMachine(RuleBasedStateMachine):
 
     @rule()
     def connection_is_lost(self) -> None:
+        self.doing = CONNECTION_LOST
         self.reference.connection_lost()
         self.connection_lost()
 
@@ -1075,6 +1153,29 @@ class ClientMachine(RuleBasedStateMachine):
         call.thread.start()
         _settle(call.thread, self.settle_seconds)
         self.calls.append(call)
+
+    def teardown(self) -> None:
+        """Release the blocked calls a run leaves, its hangs among them: the
+        connection-lost hook, where the client has one, ends its futures
+        (which wakes most waits), then each thread is given until it has
+        returned or parked again (at most ``settle_seconds``), so a search
+        pays nothing per example for a thread the client holds for good:
+        such a thread is a daemon, left parked and logged. A subclass that
+        overrides this calls it."""
+        left = [call for call in (*self.calls, *self._abandoned) if call.thread is not None and call.thread.is_alive()]
+        if left and self._has("connection_lost"):
+            try:
+                self.connection_lost()
+            except Exception:  # the client is being thrown away; its error is no finding
+                _log.debug("connection_lost() at teardown raised", exc_info=True)
+        for call in left:
+            assert call.thread is not None
+            _settle(call.thread, self.settle_seconds)
+        parked = [call.name for call in left if call.thread is not None and call.thread.is_alive()]
+        if parked:
+            _log.info("%d blocked call(s) still parked after teardown: %s", len(parked), ", ".join(parked))
+        self.calls, self._abandoned = [], []
+        super().teardown()
 
     # -- Invariants ---------------------------------------------------------------------
 
@@ -1095,6 +1196,7 @@ class ClientMachine(RuleBasedStateMachine):
             self._check_blocking_cancel(call, released)
         self.the_client_sends_what_the_lifecycle_sends()
         self.done_callbacks_ran_exactly_once()
+        self._seen = {task_id: len(future.history) for task_id, future in self.reference.futures.items()}
 
     def _released(self, call: _Call) -> str | None:
         """The event after which ``call`` should have returned, or None while
@@ -1102,11 +1204,13 @@ class ClientMachine(RuleBasedStateMachine):
         if call.kind == CLOSE:
             return CLOSE
         awaiting = self.reference.lifecycle.awaiting
-        futures = [self.reference.futures[t] for t in call.tasks]
-        if any(f.state in awaiting for f in futures):
+        if any(self.reference.futures[t].state in awaiting for t in call.tasks):
             return None
-        events = sorted({f.history[-1] for f in futures if f.history})
-        return events[0] if events else call.kind
+        # The events that moved its futures in this step (the first by name,
+        # so a finding does not change with the order of the tasks); none if
+        # nothing it waits on was awaited when it was made.
+        moved = sorted({event for event, ignored in map(self._after, call.tasks) if not ignored and event != "submit"})
+        return moved[0] if moved else call.kind
 
     def blocked_calls_return_when_released(self) -> list[tuple[_Call, str]]:
         """Check that every released call returned; the blocking cancels
@@ -1124,15 +1228,17 @@ class ClientMachine(RuleBasedStateMachine):
                 continue
             assert call.thread is not None
             call.thread.join(self.hang_seconds)
-            if call.thread.is_alive() and self._checks(f"{call.kind}-wait-ends"):
-                states = "; ".join(self._story(t) for t in call.tasks) or "no futures"
-                raise self._broken(
-                    f"{call.kind}-wait-ends",
-                    released,
-                    f"{call.name}, made at step {call.step}, still waits {self.hang_seconds}s after the lifecycle released it ({states})",
-                )
             self.calls.remove(call)
-            if call.kind == CANCEL and self._checks("cancel-returns"):
+            if call.thread.is_alive():
+                if self._checks(f"{call.kind}-wait-ends"):
+                    states = "; ".join(self._story(t) for t in call.tasks) or "no futures"
+                    raise self._broken(
+                        f"{call.kind}-wait-ends",
+                        released,
+                        f"{call.name}, made at step {call.step}, still waits {self.hang_seconds}s after the lifecycle released it ({states})",
+                    )
+                self._abandoned.append(call)  # a hang no promise asked about: not a return to judge
+            elif call.kind == CANCEL and self._checks("cancel-returns"):
                 returned.append((call, released))
         return returned
 
@@ -1156,43 +1262,43 @@ class ClientMachine(RuleBasedStateMachine):
         for task_id, future in self.futures.items():
             expected = self.reference.futures[task_id]
             state = expected.state
-            event = expected.history[-1] if expected.history else "submit"
+            event, ignored = self._after(task_id)
             role = " (a graph's umbrella)" if task_id in self.umbrellas else ""
             where = f"task {task_id.hex()}{role}: the lifecycle says {state} after {' -> '.join(expected.history) or 'submit'}"
             done = future.done()
             if done != (state in life.terminal) and self._checks("done"):
-                raise self._broken("done", event, f"{where}, but done() is {done}")
+                raise self._broken("done", event, f"{where}, but done() is {done}", ignored)
             outcome = life.outcome(state)
             cancelled = future.cancelled()
             if cancelled != (outcome == CANCELLED) and self._checks("cancelled"):
-                raise self._broken("cancelled", event, f"{where}, but cancelled() is {cancelled}")
+                raise self._broken("cancelled", event, f"{where}, but cancelled() is {cancelled}", ignored)
             if life.running and self._checks("running"):
                 running = future.running()
                 if running != (state in life.running):
-                    raise self._broken("running", event, f"{where}, but running() is {running}")
+                    raise self._broken("running", event, f"{where}, but running() is {running}", ignored)
             if outcome == RESULT and self._checks("result"):
-                self._check_result(task_id, future, expected, event, where)
+                self._check_result(task_id, future, expected, event, ignored, where)
             elif outcome == EXCEPTION and self._checks("exception"):
-                self._check_exception(task_id, future, expected, event, where)
+                self._check_exception(task_id, future, expected, event, ignored, where)
 
     def _sent_value(self, task_id: TaskID, expected: _ReferenceFuture) -> tuple[bool, object]:
         if task_id in self.umbrellas or expected.kept is None or id(expected.kept) not in self._values:
             return False, None
         return True, self._values[id(expected.kept)][1]
 
-    def _check_result(self, task_id: TaskID, future: Any, expected: _ReferenceFuture, event: str, where: str) -> None:
+    def _check_result(self, task_id: TaskID, future: Any, expected: _ReferenceFuture, event: str, ignored: bool, where: str) -> None:
         value = future.result(timeout=0)
         known, sent = self._sent_value(task_id, expected)
         if known and value != sent:
-            raise self._broken("result", event, f"{where}: result() is {value!r}, not the {sent!r} sent")
+            raise self._broken("result", event, f"{where}: result() is {value!r}, not the {sent!r} sent", ignored)
 
-    def _check_exception(self, task_id: TaskID, future: Any, expected: _ReferenceFuture, event: str, where: str) -> None:
+    def _check_exception(self, task_id: TaskID, future: Any, expected: _ReferenceFuture, event: str, ignored: bool, where: str) -> None:
         error = future.exception(timeout=0)
         if not isinstance(error, BaseException):
-            raise self._broken("exception", event, f"{where}, but exception() is {error!r}")
+            raise self._broken("exception", event, f"{where}, but exception() is {error!r}", ignored)
         known, sent = self._sent_value(task_id, expected)
-        if known and expected.kept_event not in self.valueless_results and isinstance(sent, BaseException) and str(error) != str(sent):
-            raise self._broken("exception", event, f"{where}: exception() is {error!r}, not the {sent!r} sent")
+        if known and expected.kept_event not in self._valueless and isinstance(sent, BaseException) and str(error) != str(sent):
+            raise self._broken("exception", event, f"{where}: exception() is {error!r}, not the {sent!r} sent", ignored)
 
     def _all_sent(self) -> list[Sent]:
         upto = len(self.outbox)
@@ -1211,7 +1317,9 @@ class ClientMachine(RuleBasedStateMachine):
         if sent == expected:
             return
         missing = expected - sent
-        cause = "unasked"
+        # After the event that asked for a message not sent; a message sent
+        # unasked, after the kind of step that made the client send it.
+        cause = f"{self.doing}, unasked"
         for message, why in zip(self.reference.sent, self.reference.causes):
             if message.key() in missing:
                 cause = why
@@ -1224,8 +1332,8 @@ class ClientMachine(RuleBasedStateMachine):
         for task_id, future in self.futures.items():
             runs = self.callback_runs[task_id]
             if runs != (1 if future.done() else 0):
-                history = self.reference.futures[task_id].history
-                raise self._broken("callbacks-once", history[-1] if history else "submit", f"task {task_id.hex()}: done callbacks ran {runs} times")
+                event, ignored = self._after(task_id)
+                raise self._broken("callbacks-once", event, f"task {task_id.hex()}: done callbacks ran {runs} times", ignored)
 
 
 def _describe(counts: collections.Counter[tuple[object, ...]]) -> str:
@@ -1244,8 +1352,9 @@ def _describe(counts: collections.Counter[tuple[object, ...]]) -> str:
 def _install_event_rules(cls: type[ClientMachine]) -> None:
     """Give ``cls`` the rules that send the scheduler's messages, one per
     kind of peer event its lifecycle declares (results, answers to a
-    cancel, other notices), drawing only the events ``cls.only_events`` allows.
-    Made per class because the events are the declaration's."""
+    cancel, other notices), drawing only the events ``cls.only_events`` allows,
+    and the rule that moves time in steps of its ``cancel_timeout``. Made
+    per class because the events are the declaration's."""
     life = _lifecycle(cls.lifecycle)
     allowed = cls.only_events
 
@@ -1269,6 +1378,19 @@ def _install_event_rules(cls: type[ClientMachine]) -> None:
 
     for made, events in ((scheduler_sends_a_result, results), (scheduler_sends_a_confirm, confirms), (scheduler_sends_a_notice, notices)):
         setattr(cls, made.__name__, made if events else None)
+
+    # Only once a task exists: before, time passing changes nothing checked,
+    # and a shrinker left to delete such steps sometimes cannot. Hypothesis
+    # shrinks towards the first value: a little past the confirm timeout,
+    # so a shrunk ordering waits once, not six times.
+    timeout = cls.cancel_timeout
+
+    @precondition(lambda self: bool(self.futures))
+    @rule(seconds=st.sampled_from([round(timeout * share, 3) for share in (1.2, 0.8, 0.2)]))
+    def time_passes(self: ClientMachine, seconds: float) -> None:
+        self._time_passes(seconds)
+
+    setattr(cls, "time_passes", time_passes)
 
 
 def _keep_rules(cls: type[ClientMachine]) -> None:
@@ -1308,11 +1430,13 @@ def findings(machine: type[ClientMachine], search: settings | None = None) -> li
     apart (``report_multiple_bugs``), and the one failure or the group of
     them it raises is unpacked here, so a caller counts and tells findings
     apart by their :class:`BrokenPromise` subclasses. An exception that is
-    no promise's (the client's own crash) is returned as it was raised.
+    no promise's (the client's own crash) is returned as it was raised. A
+    search that cannot run (a machine left with no rule, settings
+    Hypothesis refuses, a failed health check) raises: that is no finding.
     """
     try:
         run_state_machine_as_test(machine, settings=settings(search or settings(deadline=None), report_multiple_bugs=True))
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit, *_SEARCH_ERRORS):
         raise
     except BaseException as failure:  # an ExceptionGroup for several findings
         return list(getattr(failure, "exceptions", [failure]))

@@ -7,6 +7,7 @@ so the page cannot drift from what the kit does.
 
 from __future__ import annotations
 
+import pickle
 import re
 import threading
 import traceback
@@ -15,14 +16,15 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import InvalidDefinition
 from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
 from taskfate.fsm import lifecycle
 from taskfate.client import Future, FutureManager
 from taskfate.fsm.declare import CANCEL, Lifecycle
-from taskfate.fsm.fuzz import AFTER_A_RESULT, AFTER_AN_ANSWER, BrokenPromise, ClientMachine, ReferenceClient, Sent, findings, messages, orderings, task_ids
-from taskfate.protocol import CancelConfirmType, Task, TaskCancel, TaskCancelConfirm, TaskID, TaskResult, TaskResultType, decode, encode
+from taskfate.fsm.fuzz import AFTER_A_HEARTBEAT, AFTER_A_RESULT, AFTER_AN_ANSWER, PROMISES, BrokenPromise, ClientMachine, ReferenceClient, Sent, findings, messages, orderings, task_ids
+from taskfate.protocol import CancelConfirmType, Heartbeat, Task, TaskCancel, TaskCancelConfirm, TaskID, TaskResult, TaskResultType, decode, encode
 
 import pulse_lifecycle as pulse  # docs/examples, on the test path
 
@@ -232,6 +234,8 @@ class _NeverWakes(_ManagerMachine):
     wait_timeout = 3.0
 
     def cancel_blocking(self, future, timeout):
+        if future.done():  # an ended future's cancel returns at once: only the answer's wake-up is missing
+            return future.cancelled()
         future.cancel(0)
         threading.Event().wait(timeout)
         return future.cancelled()
@@ -288,3 +292,169 @@ def test_a_future_that_hides_its_running_state_is_a_finding():
     found = findings(machine, _search(50))
     assert [type(f) for f in found] == [_PulseMachine.finding("running", "started")], found
     assert _PulseMachine.finding("running", "started") is _PulseMachine.finding("running", "progress")  # both are "a notice"
+
+
+# -- Each promise, broken by a client with one bug ------------------------------------
+
+
+class _WrongValue(_ManagerMachine):
+    """Hands its futures another value than the scheduler sent."""
+
+    def deliver(self, message):
+        if isinstance(message, TaskResult) and message.result_type == TaskResultType.SUCCESS:
+            message = TaskResult(message.task_id, message.result_type, pickle.dumps("another value"))
+        super().deliver(message)
+
+
+class _WrongError(_ManagerMachine):
+    """Hands its futures another error than the scheduler sent."""
+
+    def deliver(self, message):
+        if isinstance(message, TaskResult) and message.result_type == TaskResultType.FAILED:
+            message = TaskResult(message.task_id, message.result_type, pickle.dumps(ValueError("another error")))
+        super().deliver(message)
+
+
+class _CallsTwice(Future):
+    __slots__ = ()
+
+    def add_done_callback(self, fn):
+        super().add_done_callback(fn)
+        super().add_done_callback(fn)
+
+
+class _DoubleCallbacks(_ManagerMachine):
+    future_class = _CallsTwice
+
+
+class _SlowClose(_ManagerMachine):
+    """Its close() ends every future, then waits on something nobody sets."""
+
+    blocking = True
+    hang_seconds = 0.1
+
+    def close(self):
+        self.manager.close()
+        threading.Event().wait(2.0)
+
+
+class _SendsTwice(_ManagerMachine):
+    def make_client(self, send, clock):
+        super().make_client(lambda m: (send(m), send(m)) if isinstance(m, Task) else send(m), clock)
+
+
+class _HeartbeatEnds(_ManagerMachine):
+    """Takes a heartbeat for the scheduler cancelling every task."""
+
+    def deliver(self, message):
+        if isinstance(message, Heartbeat):
+            for future in self.manager.live_futures():
+                super().deliver(TaskCancelConfirm(future.task_id, CancelConfirmType.CANCELED))
+            return
+        super().deliver(message)
+
+
+class _HeartbeatCancels(_ManagerMachine):
+    """Sends a cancel request for every live task on a heartbeat."""
+
+    def deliver(self, message):
+        if isinstance(message, Heartbeat):
+            for future in self.manager.live_futures():
+                self.outbox.append(TaskCancel(future.task_id))
+        super().deliver(message)
+
+
+_RESULTS_RULES = {"submit_a_task", "scheduler_sends_a_result"}
+_HEARTBEAT_RULES = {"submit_a_task", "a_heartbeat_arrives"}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "machine, rules, promise, after, ignored",
+    [
+        (_WrongValue, _RESULTS_RULES, "result", AFTER_A_RESULT, False),
+        (_WrongError, _RESULTS_RULES, "exception", AFTER_A_RESULT, False),
+        (_DoubleCallbacks, _RESULTS_RULES, "callbacks-once", AFTER_A_RESULT, False),
+        (_SlowClose, {"submit_a_task", "client_closes"}, "close-wait-ends", lifecycle.CLOSE, False),
+        (_SendsTwice, {"submit_a_task", "user_cancels"}, "one-task-per-submit", "submit", False),
+        (_HeartbeatEnds, _HEARTBEAT_RULES, "done", AFTER_A_HEARTBEAT, True),
+        (_HeartbeatCancels, _HEARTBEAT_RULES, "sends", f"{AFTER_A_HEARTBEAT}, unasked", False),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else None,
+)
+def test_each_promise_catches_the_client_that_breaks_it(machine, rules, promise, after, ignored):
+    found = findings(machine.narrowed(rules=rules, promises={promise}), _search(50))
+    assert [type(f) for f in found] == [machine.finding(promise, after, ignored=ignored)], found
+    assert findings(_ManagerMachine.narrowed(rules=rules, promises={promise}), _search(50)) == []
+
+
+def test_a_step_the_lifecycle_ignores_is_a_finding_of_its_own():
+    answer, ignored_answer = _ManagerMachine.finding("done", lifecycle.CONFIRM_CANCELED), _ManagerMachine.finding("done", AFTER_AN_ANSWER, ignored=True)
+    assert answer is not ignored_answer and ignored_answer.event == "an answer the lifecycle ignores"
+
+
+def test_a_search_that_cannot_run_raises_and_a_misspelt_event_is_refused():
+    with pytest.raises(InvalidDefinition):
+        findings(_ManagerMachine.narrowed(rules=set()), _search(5))  # no rule left: no search, and no finding
+    with pytest.raises(ValueError, match="unknown events"):
+        _ManagerMachine.narrowed(events={"result_sucess"})
+
+
+def test_what_a_lifecycle_of_its_own_changes_in_the_machine():
+    assert _PulseMachine.a_heartbeat_arrives is None  # pulse's classifier reads no taskfate Heartbeat
+    assert _ManagerMachine.a_heartbeat_arrives is not None
+    # "failed" is fired by a failure too, so its errors are checked: only the stock event is valueless.
+    assert _PulseMachine()._valueless == {lifecycle.RESULT_WORKER_DIED}
+    assert _time_steps(_ManagerMachine) == [6.0, 4.0, 1.0]  # cancel_timeout 5: 1.2, 0.8 and 0.2 of it
+    assert _time_steps(type("Patient", (_ManagerMachine,), {"cancel_timeout": 30.0})) == [36.0, 24.0, 6.0]
+
+
+def _time_steps(machine) -> list:
+    """The seconds ``machine``'s time_passes rule draws from."""
+    rule = getattr(machine.time_passes, "hypothesis_stateful_rule")
+    return list(rule.arguments["seconds"].elements)
+
+
+class _Gated(_ManagerMachine):
+    """Its blocking cancel waits on a gate that only a lost connection opens."""
+
+    blocking = True
+    hang_seconds = 0.1
+
+    def make_client(self, send, clock):
+        super().make_client(send, clock)
+        self.gate = threading.Event()
+
+    def cancel_blocking(self, future, timeout):
+        future.cancel(0)
+        self.gate.wait(timeout)
+        return future.cancelled()
+
+    def connection_lost(self):
+        self.gate.set()
+        super().connection_lost()
+
+
+@pytest.mark.timeout(60)
+def test_a_hang_no_promise_asks_about_is_not_judged_and_teardown_releases_it():
+    machine = _Gated.narrowed(promises={"cancel-returns"})()
+    try:
+        task_id = machine.submit_a_task(grouped=False)
+        machine.promises_hold()
+        machine.a_thread_cancels_and_waits(task_id=task_id)
+        machine.promises_hold()
+        machine.scheduler_sends_a_confirm(task_id=task_id, event=lifecycle.CONFIRM_CANCELED, to_group=False)
+        machine.promises_hold()  # released, still waiting: a hang, but cancel-wait-ends is not checked, and it returned nothing
+        (left,) = machine._abandoned
+        assert left.thread.is_alive()
+    finally:
+        machine.teardown()
+    assert not left.thread.is_alive()  # the lost connection opened the gate
+
+
+def test_the_docs_name_every_rule_and_promise():
+    text = DOC.read_text()
+    full = type("Full", (_ManagerMachine,), {"blocking": True, "submit_graph": lambda self, graph, members: None})
+    names = {*PROMISES, *(name for name in dir(full) if getattr(getattr(full, name, None), "hypothesis_stateful_rule", None) is not None)}
+    assert "submit_a_graph" in names and "promises_hold" not in names
+    assert sorted(name for name in names if f"`{name}`" not in text) == []
