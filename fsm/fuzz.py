@@ -769,8 +769,9 @@ class ClientMachine(RuleBasedStateMachine):
         #: Blocked calls no promise judges any more, released at teardown.
         self._abandoned: list[_Call] = []
         self._values: dict[int, tuple[object, object]] = {}
-        self._read: list[Sent] = []
-        self._read_upto = 0
+        #: ``read_sent`` of each outgoing message, by its place in ``outbox``
+        #: (each read once: a ``read_sent`` may cost, or count).
+        self._read: list[Sent | None] = []
         #: Where a client whose results are references finds their values:
         #: :meth:`make_result` puts a value here and sends its reference.
         self.store = ObjectStore()
@@ -982,8 +983,8 @@ class ClientMachine(RuleBasedStateMachine):
         return TaskID(self.serial.to_bytes(16, "big"))
 
     def _sent_since(self, start: int) -> list[Sent]:
-        read = (self.read_sent(m) for m in self.outbox[start:])
-        return [s for s in read if s is not None and s.kind != CANCEL_SENT]
+        """The tasks and graphs sent from ``outbox[start]`` on."""
+        return [s for s in self._all_sent()[start:] if s is not None and s.kind != CANCEL_SENT]
 
     @precondition(lambda self: self._can_submit())
     @rule(target=tasks_bundle, grouped=st.booleans())
@@ -1300,19 +1301,16 @@ class ClientMachine(RuleBasedStateMachine):
         if known and expected.kept_event not in self._valueless and isinstance(sent, BaseException) and str(error) != str(sent):
             raise self._broken("exception", event, f"{where}: exception() is {error!r}, not the {sent!r} sent", ignored)
 
-    def _all_sent(self) -> list[Sent]:
-        upto = len(self.outbox)
-        for message in self.outbox[self._read_upto : upto]:
-            sent = self.read_sent(message)
-            if sent is not None:
-                self._read.append(sent)
-        self._read_upto = upto
+    def _all_sent(self) -> list[Sent | None]:
+        """What each outgoing message so far is (``None``: not counted)."""
+        for message in self.outbox[len(self._read) :]:
+            self._read.append(self.read_sent(message))
         return self._read
 
     def the_client_sends_what_the_lifecycle_sends(self) -> None:
         if not self._checks("sends"):
             return
-        sent = collections.Counter(s.key() for s in self._all_sent())
+        sent = collections.Counter(s.key() for s in self._all_sent() if s is not None)
         expected = collections.Counter(s.key() for s in self.reference.sent)
         if sent == expected:
             return
