@@ -41,7 +41,7 @@ from typing import Any, Final, NamedTuple, TypeVar, cast
 import hypothesis.stateful
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.errors import FailedHealthCheck, InvalidArgument, InvalidDefinition, Unsatisfiable
+from hypothesis.errors import FailedHealthCheck, Flaky, InvalidArgument, InvalidDefinition, Unsatisfiable
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, precondition, rule, run_state_machine_as_test
 
 from taskfate.fsm import lifecycle as lc
@@ -223,9 +223,9 @@ class BrokenPromise(AssertionError):
     the message, with the scheduler's messages grouped by kind
     (:data:`AFTER_A_RESULT`, :data:`AFTER_AN_ANSWER`, :data:`AFTER_A_NOTICE`;
     :meth:`ClientMachine.finding` does the grouping). A promise broken at a
-    step that moved the future not at all (the lifecycle ignores that
-    message for it, or time passed with nothing due) is reported after the
-    step, marked so: "after an answer the lifecycle ignores" is a client
+    step that fired no rule for the future (the lifecycle ignores that
+    message for it, or time passed with nothing due), while no blocking call
+    of the machine's was open, is reported after the step, marked so: "after an answer the lifecycle ignores" is a client
     acting on an answer it should not have, a bug apart from mishandling
     one it should. Each ``(promise, event)`` pair is its own subclass, made
     once, so Hypothesis reports and shrinks each pair as a separate failure
@@ -763,9 +763,11 @@ class ClientMachine(RuleBasedStateMachine):
         self.serial = 0
         self.steps = 0
         #: What the current step is, by kind (for a finding the lifecycle
-        #: ignored), and each future's history length when it began.
-        self.doing = "submit"
+        #: ignored), each future's history length when it began, and
+        #: whether a blocking call was open when its checks began.
+        self.doing = "start"
         self._seen: dict[TaskID, int] = {}
+        self._busy_step = False
         #: Blocked calls no promise judges any more, released at teardown.
         self._abandoned: list[_Call] = []
         self._values: dict[int, tuple[object, object]] = {}
@@ -940,8 +942,8 @@ class ClientMachine(RuleBasedStateMachine):
         broken after lifecycle ``event``: the scheduler's messages are
         grouped by kind, so a result of any type is :data:`AFTER_A_RESULT`
         and an answer to a cancel of any type is :data:`AFTER_AN_ANSWER`.
-        ``ignored``: broken at a step of that kind that moved the future
-        not at all (``event`` may then be :data:`AFTER_A_HEARTBEAT` or
+        ``ignored``: broken at a step of that kind that fired no rule for
+        the future (``event`` may then be :data:`AFTER_A_HEARTBEAT` or
         :data:`AFTER_TIME_PASSES` too)."""
         kind = cls._kind(event)
         return broken_promise(promise, f"{kind} the lifecycle ignores" if ignored else kind)
@@ -961,16 +963,33 @@ class ClientMachine(RuleBasedStateMachine):
         kind = self.finding(promise, event, ignored=ignored)
         return kind(f"{promise} ({PROMISES[promise]}), after {kind.event}: {detail}")
 
-    def _after(self, task_id: TaskID) -> tuple[str, bool]:
-        """What a promise about ``task_id`` broke after, and whether the
-        lifecycle ignored it: the event that last moved the future in this
-        step, or this step's own kind if it moved the future not at all."""
+    def _moved(self, task_id: TaskID) -> str | None:
+        """The lifecycle event that last fired for ``task_id`` in this step
+        ("submit" if it was submitted in it), or None if none did."""
         history = self.reference.futures[task_id].history
         seen = self._seen.get(task_id)
         if seen is None:
-            return "submit", False  # submitted in this step
-        if len(history) > seen:
-            return history[-1], False
+            return "submit"
+        return history[-1] if len(history) > seen else None
+
+    def _busy(self) -> bool:
+        """Whether a blocking call of the machine's ran in this step."""
+        return self._busy_step or bool(self.calls) or bool(self._abandoned)
+
+    def _after(self, task_id: TaskID) -> tuple[str, bool]:
+        """What a promise about ``task_id`` broke after, and whether the
+        lifecycle ignored it: the event that last fired for the future in
+        this step, or, if none did, this step's own kind, marked ignored.
+        While a blocking call runs, its thread may be what changed the
+        future (a clear woken by another task's answer), so the step proves
+        nothing: the finding is then named after what the lifecycle last
+        did to the future, whichever step woke the thread."""
+        moved = self._moved(task_id)
+        if moved is not None:
+            return moved, False
+        if self._busy():
+            history = self.reference.futures[task_id].history
+            return (history[-1] if history else "submit"), False
         return self.doing, True
 
     # -- Rules ------------------------------------------------------------------------
@@ -1093,7 +1112,8 @@ class ClientMachine(RuleBasedStateMachine):
         returned = self._cancel_now(self.futures[task_id])
         expected = self.reference.cancel(task_id)
         if returned != expected:
-            raise self._broken("cancel-returns", CANCEL, f"cancel() returned {returned}; the lifecycle says {self.reference.state(task_id)}")
+            detail = f"cancel() returned {returned}; the lifecycle says {self.reference.state(task_id)}"
+            raise self._broken("cancel-returns", CANCEL, detail, self._after(task_id)[1])
 
     @rule(task_id=tasks_bundle)
     def a_thread_cancels_and_waits(self, task_id: TaskID) -> None:
@@ -1165,10 +1185,12 @@ class ClientMachine(RuleBasedStateMachine):
         overrides this calls it."""
         left = [call for call in (*self.calls, *self._abandoned) if call.thread is not None and call.thread.is_alive()]
         if left and self._has("connection_lost"):
-            try:
-                self.connection_lost()
-            except Exception:  # the client is being thrown away; its error is no finding
-                _log.debug("connection_lost() at teardown raised", exc_info=True)
+            # On a thread of its own, bounded: a client whose blocked call
+            # holds its lock (a deadlock, the very thing found) must not
+            # stop the search here.
+            releasing = threading.Thread(target=self._release, name="taskfate-fuzz teardown", daemon=True)
+            releasing.start()
+            releasing.join(self.settle_seconds)
         for call in left:
             assert call.thread is not None
             _settle(call.thread, self.settle_seconds)
@@ -1177,6 +1199,12 @@ class ClientMachine(RuleBasedStateMachine):
             _log.info("%d blocked call(s) still parked after teardown: %s", len(parked), ", ".join(parked))
         self.calls, self._abandoned = [], []
         super().teardown()
+
+    def _release(self) -> None:
+        try:
+            self.connection_lost()
+        except BaseException:  # the client is being thrown away; its error is no finding
+            _log.debug("connection_lost() at teardown raised", exc_info=True)
 
     # -- Invariants ---------------------------------------------------------------------
 
@@ -1191,6 +1219,7 @@ class ClientMachine(RuleBasedStateMachine):
         returned is settled, which of them saw it first is not, and a
         finding must not change with the thread schedule."""
         self.steps += 1
+        self._busy_step = bool(self.calls or self._abandoned)
         returned = self.blocked_calls_return_when_released()
         self.futures_say_what_the_lifecycle_says()
         for call, released in returned:
@@ -1198,29 +1227,33 @@ class ClientMachine(RuleBasedStateMachine):
         self.the_client_sends_what_the_lifecycle_sends()
         self.done_callbacks_ran_exactly_once()
         self._seen = {task_id: len(future.history) for task_id, future in self.reference.futures.items()}
+        self._busy_step = False
+        self.doing = "a rule of the subclass's"  # until a rule of the machine's says what it does
 
-    def _released(self, call: _Call) -> str | None:
-        """The event after which ``call`` should have returned, or None while
-        the lifecycle still awaits what it waits for."""
+    def _released(self, call: _Call) -> tuple[str, bool] | None:
+        """The event after which ``call`` should have returned, and whether
+        the lifecycle ignored the call itself; None while the lifecycle
+        still awaits what it waits for."""
         if call.kind == CLOSE:
-            return CLOSE
+            return CLOSE, False
         awaiting = self.reference.lifecycle.awaiting
         if any(self.reference.futures[t].state in awaiting for t in call.tasks):
             return None
         # The events that moved its futures in this step (the first by name,
-        # so a finding does not change with the order of the tasks); none if
-        # nothing it waits on was awaited when it was made.
-        moved = sorted({event for event, ignored in map(self._after, call.tasks) if not ignored and event != "submit"})
-        return moved[0] if moved else call.kind
+        # so a finding does not change with the order of the tasks). None
+        # did: released when made, because the lifecycle ignored the call
+        # (a cancel of an ended future), or it waits on nothing.
+        moved = sorted({event for event in map(self._moved, call.tasks) if event not in (None, "submit")})
+        return (moved[0], False) if moved else (call.kind, bool(call.tasks))
 
-    def blocked_calls_return_when_released(self) -> list[tuple[_Call, str]]:
+    def blocked_calls_return_when_released(self) -> list[tuple[_Call, tuple[str, bool]]]:
         """Check that every released call returned; the blocking cancels
         among them, with the event that released each, for
         :meth:`_check_blocking_cancel`."""
-        returned: list[tuple[_Call, str]] = []
-        if self.calls:
+        returned: list[tuple[_Call, tuple[str, bool]]] = []
+        if self.calls or self._abandoned:
             time.sleep(0.002)  # let a thread woken by the last step run on to its next wait
-            for open_call in self.calls:
+            for open_call in (*self.calls, *self._abandoned):
                 assert open_call.thread is not None
                 _settle(open_call.thread, self.settle_seconds)
         for call in list(self.calls):
@@ -1231,14 +1264,11 @@ class ClientMachine(RuleBasedStateMachine):
             call.thread.join(self.hang_seconds)
             self.calls.remove(call)
             if call.thread.is_alive():
+                self._abandoned.append(call)  # still parked: teardown releases it
                 if self._checks(f"{call.kind}-wait-ends"):
                     states = "; ".join(self._story(t) for t in call.tasks) or "no futures"
-                    raise self._broken(
-                        f"{call.kind}-wait-ends",
-                        released,
-                        f"{call.name}, made at step {call.step}, still waits {self.hang_seconds}s after the lifecycle released it ({states})",
-                    )
-                self._abandoned.append(call)  # a hang no promise asked about: not a return to judge
+                    detail = f"{call.name}, made at step {call.step}, still waits {self.hang_seconds}s after the lifecycle released it ({states})"
+                    raise self._broken(f"{call.kind}-wait-ends", released[0], detail, released[1])
             elif call.kind == CANCEL and self._checks("cancel-returns"):
                 returned.append((call, released))
         return returned
@@ -1248,15 +1278,16 @@ class ClientMachine(RuleBasedStateMachine):
         future = self.reference.futures[task_id]
         return f"{task_id.hex()}: {' -> '.join(future.history) or 'submitted'}, now {future.state}"
 
-    def _check_blocking_cancel(self, call: _Call, released: str) -> None:
+    def _check_blocking_cancel(self, call: _Call, released: tuple[str, bool]) -> None:
         (task_id,) = call.tasks
+        event, ignored = released
         raised = call.raised
         if raised is not None and not isinstance(raised, _TIMEOUTS):
-            raise self._broken("cancel-returns", released, f"{call.name} raised {raised!r}")
+            raise self._broken("cancel-returns", event, f"{call.name} raised {raised!r}", ignored)
         returned = False if raised is not None else bool(call.returned)
         expected = self.reference.lifecycle.outcome(self.reference.state(task_id)) == CANCELLED
         if returned != expected:
-            raise self._broken("cancel-returns", released, f"{call.name} returned {returned}; the lifecycle says {self.reference.state(task_id)}")
+            raise self._broken("cancel-returns", event, f"{call.name} returned {returned}; the lifecycle says {self.reference.state(task_id)}", ignored)
 
     def futures_say_what_the_lifecycle_says(self) -> None:
         life = self.reference.lifecycle
@@ -1428,7 +1459,9 @@ def findings(machine: type[ClientMachine], search: settings | None = None) -> li
     apart (``report_multiple_bugs``), and the one failure or the group of
     them it raises is unpacked here, so a caller counts and tells findings
     apart by their :class:`BrokenPromise` subclasses. An exception that is
-    no promise's (the client's own crash) is returned as it was raised. A
+    no promise's (the client's own crash) is returned as it was raised, and
+    so is Hypothesis's report of a failure that did not repeat (``Flaky``:
+    with threads, a finding that hangs on their timing), whole. A
     search that cannot run (a machine left with no rule, settings
     Hypothesis refuses, a failed health check) raises: that is no finding.
     """
@@ -1436,6 +1469,8 @@ def findings(machine: type[ClientMachine], search: settings | None = None) -> li
         run_state_machine_as_test(machine, settings=settings(search or settings(deadline=None), report_multiple_bugs=True))
     except (KeyboardInterrupt, SystemExit, *_SEARCH_ERRORS):
         raise
+    except Flaky as failure:  # one failure that did not repeat: reported whole, as itself
+        return [failure]
     except BaseException as failure:  # an ExceptionGroup for several findings
         return list(getattr(failure, "exceptions", [failure]))
     return []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 import re
 import threading
+import time
 import traceback
 import unittest
 from pathlib import Path
@@ -22,7 +23,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from taskfate.fsm import lifecycle
 from taskfate.client import Future, FutureManager
-from taskfate.fsm.declare import CANCEL, Lifecycle
+from taskfate.fsm.declare import CANCEL, Lifecycle, declare
 from taskfate.fsm.fuzz import AFTER_A_HEARTBEAT, AFTER_A_RESULT, AFTER_AN_ANSWER, PROMISES, BrokenPromise, ClientMachine, ReferenceClient, Sent, findings, messages, orderings, task_ids
 from taskfate.protocol import CancelConfirmType, Heartbeat, Task, TaskCancel, TaskCancelConfirm, TaskID, TaskResult, TaskResultType, decode, encode
 
@@ -364,6 +365,15 @@ class _HeartbeatCancels(_ManagerMachine):
         super().deliver(message)
 
 
+class _NotFoundCancels(_ManagerMachine):
+    """Takes any "not found" for "cancelled", asked for or not."""
+
+    def deliver(self, message):
+        if isinstance(message, TaskCancelConfirm) and message.confirm_type == CancelConfirmType.CANCEL_NOT_FOUND:
+            message = TaskCancelConfirm(message.task_id, CancelConfirmType.CANCELED)
+        super().deliver(message)
+
+
 _RESULTS_RULES = {"submit_a_task", "scheduler_sends_a_result"}
 _HEARTBEAT_RULES = {"submit_a_task", "a_heartbeat_arrives"}
 
@@ -378,6 +388,7 @@ _HEARTBEAT_RULES = {"submit_a_task", "a_heartbeat_arrives"}
         (_SlowClose, {"submit_a_task", "client_closes"}, "close-wait-ends", lifecycle.CLOSE, False),
         (_SendsTwice, {"submit_a_task", "user_cancels"}, "one-task-per-submit", "submit", False),
         (_HeartbeatEnds, _HEARTBEAT_RULES, "done", AFTER_A_HEARTBEAT, True),
+        (_NotFoundCancels, {"submit_a_task", "scheduler_sends_a_confirm"}, "done", AFTER_AN_ANSWER, True),
         (_HeartbeatCancels, _HEARTBEAT_RULES, "sends", f"{AFTER_A_HEARTBEAT}, unasked", False),
     ],
     ids=lambda v: v.__name__ if isinstance(v, type) else None,
@@ -385,7 +396,8 @@ _HEARTBEAT_RULES = {"submit_a_task", "a_heartbeat_arrives"}
 def test_each_promise_catches_the_client_that_breaks_it(machine, rules, promise, after, ignored):
     found = findings(machine.narrowed(rules=rules, promises={promise}), _search(50))
     assert [type(f) for f in found] == [machine.finding(promise, after, ignored=ignored)], found
-    assert findings(_ManagerMachine.narrowed(rules=rules, promises={promise}), _search(50)) == []
+    clean = type("Clean", (_ManagerMachine,), {"blocking": machine.blocking, "hang_seconds": machine.hang_seconds})
+    assert findings(clean.narrowed(rules=rules, promises={promise}), _search(50)) == []
 
 
 def test_a_step_the_lifecycle_ignores_is_a_finding_of_its_own():
@@ -458,3 +470,77 @@ def test_the_docs_name_every_rule_and_promise():
     names = {*PROMISES, *(name for name in dir(full) if getattr(getattr(full, name, None), "hypothesis_stateful_rule", None) is not None)}
     assert "submit_a_graph" in names and "promises_hold" not in names
     assert sorted(name for name in names if f"`{name}`" not in text) == []
+
+
+def _worker_lost(message):
+    """The stock classifier, but a dead worker fires an event of its own."""
+    if isinstance(message, TaskResult) and message.result_type == TaskResultType.WORKER_DIED:
+        return "worker_lost"
+    return lifecycle.stock_messages(message)
+
+
+def _declaration_with_worker_lost() -> dict:
+    declared = lifecycle.declaration("cancel")
+    for transition in declared["transitions"]:
+        if transition["trigger"] == lifecycle.RESULT_WORKER_DIED:
+            transition["trigger"] = "worker_lost"
+    return declared
+
+
+@pytest.mark.timeout(120)
+def test_a_dead_worker_of_its_own_name_carries_no_value_to_check():
+    # The machine builds "worker_lost" as a taskfate WORKER_DIED result, whose
+    # error is the client's own ("worker lost"), not a value the machine sent.
+    Lost = type("Lost", (_ManagerMachine,), {"lifecycle": declare(_declaration_with_worker_lost(), messages=_worker_lost, name="lost")})
+    assert Lost()._valueless == {lifecycle.RESULT_WORKER_DIED, "worker_lost"}
+    assert findings(Lost.narrowed(rules=_RESULTS_RULES, promises={"exception"}), _search(50)) == []
+    Checked = type("Checked", (Lost,), {"valueless_results": ()})  # told every error is the task's: a false finding
+    assert [type(f) for f in findings(Checked.narrowed(rules=_RESULTS_RULES, promises={"exception"}), _search(50))] == [
+        Checked.finding("exception", AFTER_A_RESULT)
+    ]
+
+
+class _Deadlocks(_ManagerMachine):
+    """A blocking cancel that holds the client's lock for good; losing the
+    connection needs that lock."""
+
+    blocking = True
+    settle_seconds = 0.1
+
+    def make_client(self, send, clock):
+        super().make_client(send, clock)
+        self.lock, self.never = threading.Lock(), threading.Event()
+
+    def cancel_blocking(self, future, timeout):
+        future.cancel(0)
+        with self.lock:
+            self.never.wait(timeout)
+        return future.cancelled()
+
+    def connection_lost(self):
+        with self.lock:
+            super().connection_lost()
+
+
+@pytest.mark.timeout(60)
+def test_teardown_is_bounded_when_the_client_deadlocks_and_releases_a_judged_hang():
+    machine = _Deadlocks()
+    task_id = machine.submit_a_task(grouped=False)
+    machine.a_thread_cancels_and_waits(task_id=task_id)
+    started = time.monotonic()
+    machine.teardown()  # its connection_lost waits for the lock the parked cancel holds
+    assert time.monotonic() - started < 5
+    machine.never.set()
+
+    gated = _Gated.narrowed(promises={"cancel-wait-ends"})()
+    task_id = gated.submit_a_task(grouped=False)
+    gated.promises_hold()
+    gated.a_thread_cancels_and_waits(task_id=task_id)
+    gated.promises_hold()
+    gated.scheduler_sends_a_confirm(task_id=task_id, event=lifecycle.CONFIRM_CANCELED, to_group=False)
+    with pytest.raises(BrokenPromise) as hang:
+        gated.promises_hold()
+    assert type(hang.value) is gated.finding("cancel-wait-ends", AFTER_AN_ANSWER)
+    (left,) = gated._abandoned
+    gated.teardown()
+    assert not left.thread.is_alive()
