@@ -124,6 +124,12 @@ def test_the_documented_routing_bug_is_found():
         "tasks_0 = state.submit_a_task(grouped=True)",
         "state.scheduler_sends_a_confirm(event='confirm_canceled', task_id=tasks_0, to_group=True)",
     ], shrunk
+    # The output the page shows: those steps, then the message (task id elided).
+    shown = re.search(r"It returns one finding.*?```text\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
+    assert shown is not None
+    steps, message = shown.group(1).splitlines()[:2], " ".join(shown.group(1).splitlines()[2:])
+    assert steps == shrunk
+    assert re.sub(r"task [0-9a-f]{32}", "task ...", str(found[0])) == message
     # Unnarrowed, the machine finds it too.
     assert any(isinstance(f, BrokenPromise) for f in findings(_example()["FilteringMiniClientMachine"], _search(1000)))
 
