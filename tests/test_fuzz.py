@@ -550,3 +550,36 @@ def test_teardown_is_bounded_when_the_client_deadlocks_and_releases_a_judged_han
     (left,) = gated._abandoned
     gated.teardown()
     assert not left.thread.is_alive()
+
+
+@pytest.mark.timeout(60)
+def test_a_call_open_on_another_task_does_not_rename_a_finding():
+    blocking = type("Blocking", (_NotFoundCancels,), {"blocking": True, "hang_seconds": 0.1})
+    machine = blocking.narrowed(promises={"done"})()
+    try:
+        first = machine.submit_a_task(grouped=False)
+        machine.promises_hold()
+        second = machine.submit_a_task(grouped=False)
+        machine.promises_hold()
+        machine.a_thread_cancels_and_waits(task_id=first)  # parks: nobody answers it
+        machine.promises_hold()
+        machine.scheduler_sends_a_confirm(task_id=second, event=lifecycle.CONFIRM_NOT_FOUND, to_group=False)
+        with pytest.raises(BrokenPromise) as broken:
+            machine.promises_hold()
+        assert type(broken.value) is blocking.finding("done", AFTER_AN_ANSWER, ignored=True)
+    finally:
+        machine.teardown()
+
+
+class _CancelSaysYes(_ManagerMachine):
+    def cancel(self, future):
+        future.cancel(timeout=0)
+        return True
+
+
+def test_a_cancel_is_judged_only_if_its_promise_is_checked():
+    unchecked = _CancelSaysYes.narrowed(promises={"done"})()
+    unchecked.user_cancels(task_id=unchecked.submit_a_task(grouped=False))  # True while the answer is awaited: not asked about
+    checked = _CancelSaysYes()
+    with pytest.raises(checked.finding("cancel-returns", CANCEL)):
+        checked.user_cancels(task_id=checked.submit_a_task(grouped=False))
