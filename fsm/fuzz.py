@@ -225,10 +225,11 @@ class BrokenPromise(AssertionError):
     (:data:`AFTER_A_RESULT`, :data:`AFTER_AN_ANSWER`, :data:`AFTER_A_NOTICE`;
     :meth:`ClientMachine.finding` does the grouping). A promise broken at a
     step that fired no rule for the future (the lifecycle ignores that
-    message for it, or time passed with nothing due), while no blocking call
-    of the machine's was open, is reported after the step, marked so: "after an answer the lifecycle ignores" is a client
-    acting on an answer it should not have, a bug apart from mishandling
-    one it should. Each ``(promise, event)`` pair is its own subclass, made
+    message for it, or time passed with nothing due) is reported after the
+    step, marked so, unless a blocking call made earlier about the future
+    is open (its thread may be what changed it): "after an answer the
+    lifecycle ignores" is a client acting on an answer it should not have,
+    a bug apart from mishandling one it should. Each ``(promise, event)`` pair is its own subclass, made
     once, so Hypothesis reports and shrinks each pair as a separate failure
     even though they are raised from one place.
     """
@@ -1385,8 +1386,6 @@ def _describe(counts: collections.Counter[tuple[object, ...]]) -> str:
             name += " (forced)" if key[2] else " (gentle)"
         parts.append(name if n == 1 else f"{name} x{n}")
     return "[" + ", ".join(parts) + "]"
-
-
 
 
 def _install_event_rules(cls: type[ClientMachine]) -> None:
